@@ -1,0 +1,227 @@
+/*
+ * dtype.c: storage formats in and out of float32.
+ *
+ * float16 and bfloat16 are storage formats only: a row is widened to float32 once, on load, and a
+ * written value is rounded back with round-to-nearest-even (the IEEE default, and what NumPy and
+ * torch do), so `out=` on a float16 array gives the same bits as NumPy's astype. The conversions
+ * are written out by hand (no F16C intrinsics) so the portable build needs no ISA flags; they run
+ * once per element and are not on a hot path next to the exp of the softmax.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+float fd_half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t mant = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    }
+    else if (exp != 0) {
+        bits = sign | ((exp + 112u) << 23) | (mant << 13);
+    }
+    else if (mant == 0) {
+        bits = sign;
+    }
+    else {
+        /* subnormal half: normalise */
+        exp = 113;
+        while ((mant & 0x400u) == 0) {
+            mant <<= 1;
+            exp--;
+        }
+        mant &= 0x3ffu;
+        bits = sign | (exp << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t fd_float_to_half(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t absx = x & 0x7fffffffu;
+    if (absx >= 0x7f800000u) { /* inf or NaN */
+        return (uint16_t)(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0u));
+    }
+    if (absx >= 0x477ff000u) { /* rounds to >= 65520: overflow to inf */
+        return (uint16_t)(sign | 0x7c00u);
+    }
+    if (absx < 0x38800000u) { /* below the smallest normal half (2^-14): subnormal or zero */
+        if (absx < 0x33000000u) { /* < 2^-25: rounds to zero */
+            return (uint16_t)sign;
+        }
+        uint32_t e = absx >> 23;
+        uint32_t m = (absx & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126u - e; /* 14..24 */
+        uint32_t q = m >> shift;
+        uint32_t rem = m & ((1u << shift) - 1u);
+        uint32_t half = 1u << (shift - 1u);
+        if (rem > half || (rem == half && (q & 1u))) {
+            q++;
+        }
+        return (uint16_t)(sign | q);
+    }
+    uint32_t r = absx - 0x38000000u; /* rebias exponent: 127 - 15 = 112 -> 112 << 23 */
+    uint32_t q = r >> 13;
+    uint32_t rem = r & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (q & 1u))) {
+        q++;
+    }
+    return (uint16_t)(sign | q);
+}
+
+float fd_bf16_to_float(uint16_t h)
+{
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+uint16_t fd_float_to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffffu) > 0x7f800000u) {
+        return (uint16_t)((x >> 16) | 0x40u); /* quiet NaN */
+    }
+    uint32_t lsb = (x >> 16) & 1u;
+    x += 0x7fffu + lsb;
+    return (uint16_t)(x >> 16);
+}
+
+static inline int classify(float f, fd_status *st)
+{
+    if (f != f) {
+        *st = FD_ENAN;
+        return 1;
+    }
+    if (f == INFINITY) {
+        *st = FD_EPOSINF;
+        return 1;
+    }
+    return 0;
+}
+
+fd_status fd_load_row(const fd_rows *x, int64_t row, float *dst, fd_errinfo *err)
+{
+    int64_t n = x->n_cols;
+    fd_status st = FD_OK;
+    int64_t bad = -1;
+    switch (x->dtype) {
+    case FD_F32: {
+        const float *s = (const float *)x->data + row * x->row_stride;
+        int any = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float f = s[i];
+            dst[i] = f;
+            any |= (f != f) | (f == INFINITY);
+        }
+        if (!any) {
+            return FD_OK;
+        }
+        for (int64_t i = 0; i < n && bad < 0; i++) {
+            if (classify(dst[i], &st)) {
+                bad = i;
+            }
+        }
+        break;
+    }
+    case FD_F64: {
+        const double *s = (const double *)x->data + row * x->row_stride;
+        for (int64_t i = 0; i < n; i++) {
+            double d = s[i];
+            if (d != d || d == INFINITY) {
+                st = d != d ? FD_ENAN : FD_EPOSINF;
+                bad = i;
+                break;
+            }
+            /* finite doubles beyond float range saturate to +-FLT_MAX rather than becoming inf */
+            if (d > 3.4028234663852886e38) {
+                d = 3.4028234663852886e38;
+            }
+            else if (d < -3.4028234663852886e38 && d != -INFINITY) {
+                d = -3.4028234663852886e38;
+            }
+            dst[i] = (float)d;
+        }
+        break;
+    }
+    case FD_F16: {
+        const uint16_t *s = (const uint16_t *)x->data + row * x->row_stride;
+        for (int64_t i = 0; i < n; i++) {
+            dst[i] = fd_half_to_float(s[i]);
+            if (classify(dst[i], &st)) {
+                bad = i;
+                break;
+            }
+        }
+        break;
+    }
+    case FD_BF16: {
+        const uint16_t *s = (const uint16_t *)x->data + row * x->row_stride;
+        for (int64_t i = 0; i < n; i++) {
+            dst[i] = fd_bf16_to_float(s[i]);
+            if (classify(dst[i], &st)) {
+                bad = i;
+                break;
+            }
+        }
+        break;
+    }
+    default:
+        return FD_EINVAL;
+    }
+    if (bad >= 0) {
+        if (err) {
+            err->row = row;
+            err->index = bad;
+        }
+        return st;
+    }
+    return FD_OK;
+}
+
+void fd_store(const fd_rows *x, int64_t row, int64_t col, double value)
+{
+    int64_t off = row * x->row_stride + col;
+    switch (x->dtype) {
+    case FD_F32:
+        ((float *)x->data)[off] = (float)value;
+        break;
+    case FD_F64:
+        ((double *)x->data)[off] = value;
+        break;
+    case FD_F16:
+        ((uint16_t *)x->data)[off] = fd_float_to_half((float)value);
+        break;
+    case FD_BF16:
+        ((uint16_t *)x->data)[off] = fd_float_to_bf16((float)value);
+        break;
+    }
+}
+
+void fd_copy_elem(const fd_rows *src, const fd_rows *dst, int64_t row, int64_t col)
+{
+    int64_t so = row * src->row_stride + col;
+    int64_t d = row * dst->row_stride + col;
+    switch (src->dtype) {
+    case FD_F32:
+        ((float *)dst->data)[d] = ((const float *)src->data)[so];
+        break;
+    case FD_F64:
+        ((double *)dst->data)[d] = ((const double *)src->data)[so];
+        break;
+    case FD_F16:
+    case FD_BF16:
+        ((uint16_t *)dst->data)[d] = ((const uint16_t *)src->data)[so];
+        break;
+    }
+}

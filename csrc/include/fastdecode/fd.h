@@ -1,0 +1,233 @@
+/*
+ * fastdecode core: the public C API.
+ *
+ * The core is plain C11. It never includes Python.h or NumPy headers, owns no globals, allocates no
+ * memory and does no I/O: callers pass every buffer in, and scratch space is sized by the matching
+ * fd_*_workspace() function (the LAPACK `lwork` pattern), so the binding can allocate it before it
+ * releases the GIL.
+ *
+ * Data model
+ *   fd_rows   a (n_rows, n_cols) matrix of logits with unit inner stride and any row stride (in
+ *             elements), in one of the storage dtypes below. Everything is computed in float32 (sums
+ *             in double); float16 and bfloat16 are converted on load, float64 is rounded to float32 for
+ *             the decisions while kept values are copied through unchanged.
+ *   fd_param  one double per row: values[row * stride]; stride 0 means "the same for every row".
+ *   fd_ids    a (n_rows, n_cols) int64 matrix of token histories with optional per-row [begin, end)
+ *             bounds (NULL: 0 and n_cols).
+ *
+ * Logits may be finite or -inf. NaN gives FD_ENAN and +inf gives FD_EPOSINF, with err->row and
+ * err->index naming the offending element; kernels check before they write anything for that row,
+ * but earlier rows may already have been written (the binding writes into a private buffer or
+ * documents this).
+ *
+ * Ties: wherever a kernel must choose between equal values, the lowest vocabulary index wins
+ * (argmax picks the first maximum; a filter that keeps "m of the tied tokens" keeps the m lowest ids).
+ */
+#ifndef FASTDECODE_FD_H
+#define FASTDECODE_FD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    FD_OK = 0,
+    FD_EINVAL = 1,     /* a parameter is outside its domain (k < 0, p outside [0, 1], ...) */
+    FD_ERANGE = 2,     /* a token id is negative or >= n_cols */
+    FD_ENAN = 3,       /* a logit is NaN */
+    FD_EPOSINF = 4,    /* a logit is +inf */
+    FD_ENOFINITE = 5,  /* a row has no finite logit where a token must be picked */
+    FD_ESHAPE = 6      /* inconsistent sizes or strides */
+} fd_status;
+
+typedef enum { FD_F32 = 0, FD_F64 = 1, FD_F16 = 2, FD_BF16 = 3 } fd_dtype;
+
+typedef struct {
+    void *data;          /* element (0, 0) */
+    fd_dtype dtype;
+    int64_t n_rows;
+    int64_t n_cols;
+    int64_t row_stride;  /* in elements; may be anything >= n_cols for distinct rows */
+} fd_rows;
+
+typedef struct {
+    const double *values;
+    int64_t stride;      /* 0: values[0] for every row */
+} fd_param;
+
+#define FD_PARAM_AT(p, r) ((p).values[(int64_t)(r) * (p).stride])
+
+typedef struct {
+    const int64_t *data;  /* element (0, 0) */
+    int64_t n_rows;
+    int64_t n_cols;
+    int64_t row_stride;   /* in elements */
+    const int64_t *begin; /* NULL or n_rows values: first valid column of each row */
+    const int64_t *end;   /* NULL or n_rows values: one past the last valid column */
+} fd_ids;
+
+typedef struct {
+    int64_t row;    /* row at fault, -1 if none */
+    int64_t index;  /* column / id position at fault, -1 if none */
+} fd_errinfo;
+
+/* ---------------------------------------------------------------------------------------------
+ * dtype.c: row loading and storing (used by every kernel; exported for the binding and tests).
+ * --------------------------------------------------------------------------------------------- */
+
+/* Converts row `row` of `x` to float32 in dst[0..n_cols). Returns FD_ENAN / FD_EPOSINF (with
+ * err->index) if the row holds NaN / +inf, else FD_OK. */
+fd_status fd_load_row(const fd_rows *x, int64_t row, float *dst, fd_errinfo *err);
+/* Stores one float32 value into element (row, col) of `x`, rounding to the storage dtype
+ * (round-to-nearest-even for float16 and bfloat16). */
+void fd_store(const fd_rows *x, int64_t row, int64_t col, double value);
+/* Copies element (row, col) of `src` to the same element of `dst` (same dtype), exactly. */
+void fd_copy_elem(const fd_rows *src, const fd_rows *dst, int64_t row, int64_t col);
+float fd_half_to_float(uint16_t h);
+uint16_t fd_float_to_half(float f);
+float fd_bf16_to_float(uint16_t h);
+uint16_t fd_float_to_bf16(float f);
+
+/* ---------------------------------------------------------------------------------------------
+ * softmax.c
+ * --------------------------------------------------------------------------------------------- */
+
+size_t fd_softmax_workspace(int64_t n_cols);
+/* out = softmax(in / T) (log_softmax when `log` != 0), per row, T from `temperature` (T > 0; T == 0
+ * gives the one-hot of the first maximum, whose log is 0 / -inf). `out` has in's shape and dtype
+ * FD_F32 or FD_F64. A row of all -inf gives FD_ENOFINITE. */
+fd_status fd_softmax(const fd_rows *in, const fd_rows *out, fd_param temperature, int log,
+                     void *ws, fd_errinfo *err);
+/* Entropy H = -sum p log p (nats) and varentropy = sum p (log p + H)^2 of softmax(in) per row;
+ * either output may be NULL. -inf logits contribute nothing. */
+fd_status fd_entropy(const fd_rows *in, double *entropy, double *varentropy, void *ws,
+                     fd_errinfo *err);
+/* First index of the maximum of every row (NaN rejected). */
+fd_status fd_argmax(const fd_rows *in, int64_t *out, fd_errinfo *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * filter.c: the logits -> logits warpers, with Hugging Face semantics.
+ *
+ * out has in's shape and dtype and may alias it (same data and row stride). A kept element is
+ * copied through unchanged; a removed one becomes filter_value (rounded to the dtype).
+ * `param` is per row: k for TOP_K (0 disables; k = max(k, min_keep), clipped to n_cols), p for
+ * TOP_P, MIN_P, TYPICAL (mass), EPSILON, ETA, n for TOP_N_SIGMA (<= 0 disables). min_keep >= 1.
+ * Exact rules (p are the softmax probabilities of the row in float32, sums in double):
+ *   TOP_K    remove z < (k-th largest z); every token tied with the k-th value is kept.
+ *   TOP_P    walk tokens by descending z (ties: lower id first); keep a token while the mass of
+ *            the tokens before it is < p; the first min_keep tokens of the walk are always kept.
+ *            p = 1 keeps everything (HF: cumsum <= 1 - p removes nothing).
+ *   MIN_P    remove (z - max) < ln(p) (i.e. prob < p * max prob); keep the min_keep first of the
+ *            descending walk.
+ *   TYPICAL  HF TypicalLogitsWarper: s = |(-log p) - H|; walk by ascending s (ties: lower id
+ *            first); the crossing position is the first whose inclusive mass >= mass (the last
+ *            position if none); keep every token with s <= s(crossing) (ties kept) and the first
+ *            min_keep of the walk.
+ *   EPSILON  remove p < eps unless z >= (min_keep-th largest z).
+ *   ETA      eta = min(eps, sqrt(eps) * exp(-H)); remove p < eta unless z >= (min_keep-th largest).
+ *   TOP_N_SIGMA keep z >= max - n * sigma, sigma = population std of the finite logits.
+ * --------------------------------------------------------------------------------------------- */
+
+typedef enum {
+    FD_FILTER_TOP_K = 0,
+    FD_FILTER_TOP_P = 1,
+    FD_FILTER_MIN_P = 2,
+    FD_FILTER_TYPICAL = 3,
+    FD_FILTER_EPSILON = 4,
+    FD_FILTER_ETA = 5,
+    FD_FILTER_TOP_N_SIGMA = 6
+} fd_filter_kind;
+
+size_t fd_filter_workspace(int64_t n_cols);
+fd_status fd_filter(fd_filter_kind kind, const fd_rows *in, const fd_rows *out, fd_param param,
+                    fd_param min_keep, double filter_value, void *ws, fd_errinfo *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * penalty.c: in-place edits of a logits matrix from token histories. x is modified in place
+ * (the binding copies first when the caller did not pass out=). ids must have x's n_rows; ids
+ * outside [0, n_cols) give FD_ERANGE with err->row / err->index (the position in the history).
+ * Only the history columns [begin, end) of each row are read.
+ * --------------------------------------------------------------------------------------------- */
+
+size_t fd_penalty_workspace(int64_t n_cols);
+/* CTRL / HF: every distinct id once: z < 0 ? z * theta : z / theta. theta > 0. */
+fd_status fd_repetition_penalty(const fd_rows *x, const fd_ids *ids, fd_param penalty, void *ws,
+                                fd_errinfo *err);
+/* OpenAI / vLLM: z -= frequency * count + presence * (count > 0). */
+fd_status fd_presence_frequency(const fd_rows *x, const fd_ids *ids, fd_param presence,
+                                fd_param frequency, void *ws, fd_errinfo *err);
+/* HF NoRepeatNGram: with history t[0..L) (L = end - begin), if L >= n ban (set filter_value) every
+ * t[i + n - 1] such that t[i .. i + n - 2] == t[L - n + 1 .. L - 1], 0 <= i <= L - n. n >= 1. */
+fd_status fd_no_repeat_ngram(const fd_rows *x, const fd_ids *ids, int64_t n, double filter_value,
+                             void *ws, fd_errinfo *err);
+/* z[ids[j]] += values[r * values_row_stride + j] for j < n_ids (values_row_stride 0: shared). */
+fd_status fd_logit_bias(const fd_rows *x, const int64_t *ids, int64_t n_ids, const double *values,
+                        int64_t values_row_stride, fd_errinfo *err);
+/* z[ids[j]] = filter_value for j < n_ids, every row. */
+fd_status fd_suppress_tokens(const fd_rows *x, const int64_t *ids, int64_t n_ids,
+                             double filter_value, fd_errinfo *err);
+/* Bit i of words[r * row_stride + i / 32] (bit i % 32, little-endian) set = token i allowed;
+ * disallowed tokens become filter_value. n_words >= ceil(n_cols / 32). */
+fd_status fd_apply_bitmask(const fd_rows *x, const int32_t *words, int64_t n_words,
+                           int64_t row_stride, double filter_value, fd_errinfo *err);
+/* HF NoBadWords: word w = flat[offsets[w] .. offsets[w + 1]) (length m >= 1). If m == 1 ban
+ * w[0]; else ban w[m - 1] when the history's last m - 1 tokens equal w[0 .. m - 2]. */
+fd_status fd_bad_words(const fd_rows *x, const fd_ids *ids, const int64_t *flat,
+                       const int64_t *offsets, int64_t n_words, double filter_value,
+                       fd_errinfo *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * rng.c: Philox4x32-10 (Salmon et al. 2011), counter-based.
+ * --------------------------------------------------------------------------------------------- */
+
+void fd_philox4x32(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
+/* A uniform double in [0, 1) with 53 random bits, keyed by (seed, position, draw). */
+double fd_uniform(uint64_t seed, uint64_t position, uint64_t draw);
+
+/* ---------------------------------------------------------------------------------------------
+ * sample.c: the fused sampler.
+ * --------------------------------------------------------------------------------------------- */
+
+typedef enum { FD_ORDER_HF = 0, FD_ORDER_LLAMA = 1 } fd_order;
+
+typedef struct {
+    fd_param temperature;  /* >= 0; 0: argmax of the raw row (first maximum) */
+    fd_param top_k;        /* 0 disables */
+    fd_param top_p;        /* 1 disables */
+    fd_param min_p;        /* 0 disables */
+    fd_param typical_p;    /* 1 disables */
+    fd_param epsilon;      /* 0 disables */
+    fd_param eta;          /* 0 disables */
+    fd_param top_n_sigma;  /* <= 0 disables */
+    fd_order order;
+} fd_sample_params;
+
+/* Per row: seed and position (uint64 / int64 values with the given strides, 0 = shared), or
+ * explicit uniforms in [0, 1) (uniform != NULL; then seed/position are ignored). */
+typedef struct {
+    const uint64_t *seed;
+    int64_t seed_stride;
+    const int64_t *position;
+    int64_t position_stride;
+    const double *uniform;
+    int64_t uniform_stride;
+} fd_rng_args;
+
+size_t fd_sample_workspace(int64_t n_cols);
+/* One token per row. Chain, order FD_ORDER_HF: temperature -> top-n-sigma -> top-k -> top-p ->
+ * min-p -> typical -> epsilon -> eta -> pick; FD_ORDER_LLAMA: top-n-sigma -> top-k -> typical ->
+ * top-p -> min-p -> epsilon -> eta -> temperature -> pick. Each filter has fd_filter's semantics
+ * with min_keep = 1 on the surviving candidates. The pick is the inverse CDF over the surviving
+ * candidates in ascending id order: the first id whose running weight exp(z - max) (summed in
+ * double) exceeds u * total. tokens[r] is written for every row; logprob (may be NULL) receives
+ * the log-probability of the chosen token under the final filtered distribution. */
+fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_rng_args *rng,
+                    int64_t *tokens, double *logprob, void *ws, fd_errinfo *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
