@@ -1,0 +1,519 @@
+/*
+ * select.c: radix selection over float bit patterns, the one selection primitive of the core.
+ *
+ * Every truncation filter needs a threshold that is defined by a walk over the candidates in
+ * descending order ("the k-th largest", "the value at which the running probability mass reaches
+ * p", "the score at which typical mass reaches m"). Sorting V = 128,256 logits per row to find one
+ * threshold is O(V log V) with data-dependent branches; a radix select finds it in three
+ * histogram passes, of which only the first reads the whole list.
+ *
+ * Keys. A float maps to a uint32 whose unsigned order is the float order: negative floats have all
+ * bits flipped, non-negative ones get the sign bit set. -0.0 is first turned into +0.0 (x + 0.0f)
+ * so the two zeros, equal as values, share one key. -inf maps to 0x007fffff; NaN never occurs (the
+ * loaders reject it). A caller that needs an ascending walk (typical sampling walks its scores
+ * upwards) passes invert = 1 and the keys are complemented.
+ *
+ * Passes. Digits of 11, 11 and 10 bits (key bits 31..21, 20..10, 9..0): 2048-bin histograms of
+ * uint32 counts and double weights (24 KiB, L1/L2 resident). Pass 1 histograms every element and
+ * walks the bins from the top until the cumulative count (or weight) reaches the target; the
+ * elements of that bin are then gathered (key and weight) into scratch, and passes 2 and 3 read
+ * only the gathered bucket. The full list is therefore read twice (histogram, gather). Once a
+ * bucket holds at most FDI_SMALL (64) elements, or the whole list does, the bucket is finished by
+ * an insertion sort instead: clearing 24 KiB of bins would cost more than sorting 64 keys, and the
+ * fused sampler runs its later filters on short candidate lists.
+ *
+ * The cut. The result is the first key T of the descending walk whose inclusive cumulative measure
+ * reaches the target (count: >= k; weight: >= target), with the count and weight strictly above T
+ * and the count and weight equal to T. Only non-empty bins can be the cut. In weight mode a walk
+ * that never reaches the target (rounding: the target equals the total) ends at the last
+ * non-empty bin, i.e. the smallest key present. Weights are summed in double in a fixed order
+ * (bin order, element order within a pass), so results are bitwise reproducible.
+ *
+ * Also here: the row primitives every filter shares. fdi_exp is a branch-free Cephes expf that
+ * GCC vectorises at -O3 (libm's expf is a call per element, 2-3x slower), and sums are double
+ * with 8 interleaved accumulators combined in a fixed order (deterministic, and not bound by the
+ * latency of a single chain of additions).
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#define FDI_BINS 2048
+#define FDI_SMALL 64
+
+/* The radix-select interface used by filter.c and softmax.c. internal.h is shared with the other
+ * core files and declares only the filter-level API, so the users repeat these prototypes. */
+size_t fdi_radix_workspace(int64_t n);
+double fdi_weights(const float *v, int64_t n, float max, float *w);
+double fdi_sum(const float *w, int64_t n);
+double fdi_dot_pos(const float *w, const float *d, int64_t n);
+void fdi_exp(const float *x, int64_t n, float shift, float *out);
+uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
+                       void *ws, int64_t *n_above, double *w_above, int64_t *n_eq, int *found);
+float fdi_key_value(uint32_t key, int invert);
+int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
+                    int64_t take_eq);
+
+typedef struct {
+    uint32_t key;
+    int64_t n_above, n_eq;
+    double w_above;
+    int found;
+} fdi_cut;
+
+static inline uint32_t fdi_key(float f)
+{
+    uint32_t u;
+    f += 0.0f; /* -0.0 -> +0.0: equal values, one key */
+    memcpy(&u, &f, sizeof u);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* Radix scratch (each part 64-byte aligned): uint32 gkey[n], float gw[n] (the gathered bucket),
+ * uint32 hist count[2048], double hist weight[2048]. */
+size_t fdi_radix_workspace(int64_t n)
+{
+    size_t un = n > 0 ? (size_t)n : 1;
+    return 2 * fdi_align64(un * 4) + fdi_align64(FDI_BINS * 4) + fdi_align64(FDI_BINS * 8);
+}
+
+/* The filters' scratch: float w[n] and float s[n] (per-element weights and scores), then the
+ * radix scratch. */
+size_t fdi_workspace(int64_t n)
+{
+    size_t un = n > 0 ? (size_t)n : 1;
+    return 2 * fdi_align64(un * 4) + fdi_radix_workspace(n);
+}
+
+/* Branch-free selects: GCC does not if-convert float ternaries under the default
+ * -ftrapping-math, and a branch stops a loop from vectorizing. */
+static inline float fsel(int c, float a, float b)
+{
+    uint32_t ua, ub, m = -(uint32_t)(c != 0);
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
+
+static inline double dsel(int c, double a, double b)
+{
+    uint64_t ua, ub, m = -(uint64_t)(c != 0);
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
+
+float fdi_max(const float *v, int64_t n)
+{
+    /* Eight independent running maxima so the loop vectorizes without -ffast-math; max is exact,
+     * so the result does not depend on the grouping. */
+    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                  -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) {
+            m[j] = fsel(v[i + j] > m[j], v[i + j], m[j]);
+        }
+    }
+    for (; i < n; i++) {
+        m[0] = v[i] > m[0] ? v[i] : m[0];
+    }
+    for (int j = 1; j < 8; j++) {
+        m[0] = m[j] > m[0] ? m[j] : m[0];
+    }
+    return m[0];
+}
+
+/* exp(x) in float32, written so that loops over it vectorize (no libm call, no branch): Cephes
+ * expf. x = k ln2 + r with |r| <= ln2 / 2 (k rounded with the 1.5 * 2^23 trick, ln2 split in two
+ * for an exact reduction), e^r by a degree-7 polynomial, 2^k put in the exponent field. Error
+ * ~1 ulp against the correctly rounded value (libm's expf is ~0.5 ulp, and torch's vectorised exp
+ * differs from both by as much). x < -87.3 (near FLT_MIN) gives 0, -inf included, so a weight is
+ * never subnormal; x is clamped at 88 (callers pass x <= 0). */
+static inline float vexpf(float x)
+{
+    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float xc = fsel(x > -87.3f, x, -87.3f);
+    xc = fsel(xc < 88.0f, xc, 88.0f);
+    float t = xc * 1.44269504088896341f + magic;
+    float kf = t - magic;
+    float r = xc - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t k = (int32_t)kf;
+    uint32_t bits = (uint32_t)(k + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return fsel(x > -87.3f, p * scale, 0.0f);
+}
+
+/* Sums in double with 8 interleaved accumulators combined in a fixed order: deterministic, and
+ * not bound by the latency of one chain of dependent additions. */
+#define FDI_LANES 8
+
+static double combine(const double *acc)
+{
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+double fdi_sum(const float *w, int64_t n)
+{
+    double acc[FDI_LANES] = {0};
+    int64_t i = 0;
+    for (; i + FDI_LANES <= n; i += FDI_LANES) {
+        for (int j = 0; j < FDI_LANES; j++) {
+            acc[j] += (double)w[i + j];
+        }
+    }
+    for (; i < n; i++) {
+        acc[0] += (double)w[i];
+    }
+    return combine(acc);
+}
+
+/* sum w * d over the elements with w > 0 (a -inf d has w = 0 and adds nothing, not NaN) */
+double fdi_dot_pos(const float *w, const float *d, int64_t n)
+{
+    double acc[FDI_LANES] = {0};
+    int64_t i = 0;
+    for (; i + FDI_LANES <= n; i += FDI_LANES) {
+        for (int j = 0; j < FDI_LANES; j++) {
+            acc[j] += dsel(w[i + j] > 0.0f, (double)w[i + j] * (double)d[i + j], 0.0);
+        }
+    }
+    for (; i < n; i++) {
+        acc[0] += dsel(w[i] > 0.0f, (double)w[i] * (double)d[i], 0.0);
+    }
+    return combine(acc);
+}
+
+/* out[i] = exp(x[i] - shift); out may be x. */
+void fdi_exp(const float *x, int64_t n, float shift, float *out)
+{
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = vexpf(x[i] - shift);
+    }
+}
+
+double fdi_weights(const float *v, int64_t n, float max, float *w)
+{
+    if (max == -INFINITY) {
+        for (int64_t i = 0; i < n; i++) {
+            w[i] = 0.0f;
+        }
+        return 0.0;
+    }
+    fdi_exp(v, n, max, w);
+    return fdi_sum(w, n);
+}
+
+/* sum exp(v - max) in double: exp in 256-element blocks on the stack, then the lane sum over each
+ * block in turn (a fixed order: the same bits for the same row). */
+double fdi_sum_exp(const float *v, int64_t n, float max)
+{
+    if (max == -INFINITY) {
+        return 0.0;
+    }
+    float buf[256];
+    double z = 0.0;
+    for (int64_t i = 0; i < n; i += 256) {
+        int64_t m = n - i < 256 ? n - i : 256;
+        fdi_exp(v + i, m, max, buf);
+        z += fdi_sum(buf, m);
+    }
+    return z;
+}
+
+/* Sorts m (key, weight) pairs by descending key (stable) and finds the cut among them, starting
+ * from n_above / w_above. Keys with equal value are adjacent afterwards, so groups are runs. */
+static void cut_small(uint32_t *key, float *w, int64_t m, int weighted, double target,
+                      int64_t n_above, double w_above, fdi_cut *out)
+{
+    for (int64_t i = 1; i < m; i++) {
+        uint32_t k = key[i];
+        float x = weighted ? w[i] : 0.0f;
+        int64_t j = i;
+        while (j > 0 && key[j - 1] < k) {
+            key[j] = key[j - 1];
+            if (weighted) {
+                w[j] = w[j - 1];
+            }
+            j--;
+        }
+        key[j] = k;
+        if (weighted) {
+            w[j] = x;
+        }
+    }
+    int64_t cn = n_above;
+    double cw = w_above;
+    int64_t i = 0;
+    while (i < m) {
+        int64_t g = i;
+        double gw = 0.0;
+        while (g < m && key[g] == key[i]) {
+            if (weighted) {
+                gw += (double)w[g];
+            }
+            g++;
+        }
+        int64_t gn = g - i;
+        int last = g >= m;
+        int hit = weighted ? (cw + gw >= target) : ((double)(cn + gn) >= target);
+        if (hit || last) {
+            out->key = key[i];
+            out->n_above = cn;
+            out->w_above = cw;
+            out->n_eq = gn;
+            out->found = hit;
+            return;
+        }
+        cn += gn;
+        cw += gw;
+        i = g;
+    }
+}
+
+/* Walks the bins from the top. Returns the cut bin and moves *cn / *cw to the totals above it;
+ * *hit says whether the target was reached (else the last non-empty bin is returned). */
+static int walk_bins(const uint32_t *hc, const double *hw, int nbins, int weighted, double target,
+                     int64_t *cn, double *cw, int *hit)
+{
+    int last = -1;
+    int64_t n = *cn;
+    double wsum = *cw;
+    int64_t n_last = n;
+    double w_last = wsum;
+    for (int b = nbins - 1; b >= 0; b--) {
+        if (hc[b] == 0) {
+            continue;
+        }
+        double bw = weighted ? hw[b] : 0.0;
+        int reached = weighted ? (wsum + bw >= target) : ((double)(n + hc[b]) >= target);
+        if (reached) {
+            *cn = n;
+            *cw = wsum;
+            *hit = 1;
+            return b;
+        }
+        last = b;
+        n_last = n;
+        w_last = wsum;
+        n += hc[b];
+        wsum += bw;
+    }
+    *hit = 0;
+    *cn = n_last;
+    *cw = w_last;
+    return last;
+}
+
+static void histogram(const uint32_t *k, const float *w, int64_t m, int shift, uint32_t mask,
+                      uint32_t *hc, double *hw)
+{
+    memset(hc, 0, FDI_BINS * sizeof *hc);
+    if (w) {
+        memset(hw, 0, FDI_BINS * sizeof *hw);
+        for (int64_t i = 0; i < m; i++) {
+            uint32_t d = (k[i] >> shift) & mask;
+            hc[d]++;
+            hw[d] += (double)w[i];
+        }
+    }
+    else {
+        for (int64_t i = 0; i < m; i++) {
+            hc[(k[i] >> shift) & mask]++;
+        }
+    }
+}
+
+/* Count mode (w == NULL): the first key T of the descending walk with count(key >= T) >= target.
+ * Weight mode: the first key with weight(key >= T) >= target, else the smallest key present
+ * (*found = 0). Returns T (n > 0), with the count and weight strictly above it and the count at it.
+ */
+uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
+                       void *ws, int64_t *n_above, double *w_above, int64_t *n_eq, int *found)
+{
+    size_t un = n > 0 ? (size_t)n : 1;
+    char *p = (char *)ws;
+    uint32_t *gk = (uint32_t *)p;
+    float *gw = (float *)(p + fdi_align64(un * 4));
+    uint32_t *hc = (uint32_t *)(p + 2 * fdi_align64(un * 4));
+    double *hw = (double *)(p + 2 * fdi_align64(un * 4) + fdi_align64(FDI_BINS * 4));
+    uint32_t flip = invert ? 0xffffffffu : 0u;
+    int weighted = w != NULL;
+    fdi_cut c;
+    memset(&c, 0, sizeof c);
+
+    if (n <= FDI_SMALL) {
+        for (int64_t i = 0; i < n; i++) {
+            gk[i] = fdi_key(v[i]) ^ flip;
+            gw[i] = weighted ? w[i] : 0.0f;
+        }
+        cut_small(gk, gw, n, weighted, target, 0, 0.0, &c);
+        goto done;
+    }
+
+    /* pass 1: every element, digit = key bits 31..21 (keys computed on the fly, not stored) */
+    memset(hc, 0, FDI_BINS * sizeof *hc);
+    if (weighted) {
+        memset(hw, 0, FDI_BINS * sizeof *hw);
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t d = (fdi_key(v[i]) ^ flip) >> 21;
+            hc[d]++;
+            hw[d] += (double)w[i];
+        }
+    }
+    else {
+        for (int64_t i = 0; i < n; i++) {
+            hc[(fdi_key(v[i]) ^ flip) >> 21]++;
+        }
+    }
+    int64_t cn = 0;
+    double cw = 0.0;
+    int hit = 0;
+    uint32_t b1 = (uint32_t)walk_bins(hc, hw, FDI_BINS, weighted, target, &cn, &cw, &hit);
+
+    /* gather the bucket: the only other pass over the whole list */
+    int64_t m = 0;
+    int64_t i0 = 0;
+    for (; i0 + 16 <= n; i0 += 16) { /* blocks without a bucket member are skipped */
+        uint32_t any = 0;
+        for (int k = 0; k < 16; k++) {
+            any |= (uint32_t)(((fdi_key(v[i0 + k]) ^ flip) >> 21) == b1);
+        }
+        if (!any) {
+            continue;
+        }
+        for (int k = 0; k < 16; k++) {
+            uint32_t key = fdi_key(v[i0 + k]) ^ flip;
+            gk[m] = key;
+            gw[m] = weighted ? w[i0 + k] : 0.0f;
+            m += (key >> 21) == b1;
+        }
+    }
+    for (; i0 < n; i0++) {
+        uint32_t key = fdi_key(v[i0]) ^ flip;
+        gk[m] = key;
+        gw[m] = weighted ? w[i0] : 0.0f;
+        m += (key >> 21) == b1;
+    }
+    if (m <= FDI_SMALL) {
+        cut_small(gk, gw, m, weighted, target, cn, cw, &c);
+        goto done;
+    }
+
+    /* pass 2: the bucket, digit = key bits 20..10 */
+    histogram(gk, weighted ? gw : NULL, m, 10, 0x7ffu, hc, hw);
+    uint32_t b2 = (uint32_t)walk_bins(hc, hw, FDI_BINS, weighted, target, &cn, &cw, &hit);
+    uint32_t prefix = (b1 << 11) | b2;
+    int64_t m2 = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if ((gk[i] >> 10) == prefix) {
+            gk[m2] = gk[i];
+            gw[m2] = gw[i];
+            m2++;
+        }
+    }
+    if (m2 <= FDI_SMALL) {
+        cut_small(gk, gw, m2, weighted, target, cn, cw, &c);
+        goto done;
+    }
+
+    /* pass 3: the sub-bucket, digit = key bits 9..0 */
+    histogram(gk, weighted ? gw : NULL, m2, 0, 0x3ffu, hc, hw);
+    uint32_t b3 = (uint32_t)walk_bins(hc, hw, 1024, weighted, target, &cn, &cw, &hit);
+    c.key = (prefix << 10) | b3;
+    c.n_above = cn;
+    c.w_above = cw;
+    c.n_eq = hc[b3];
+    c.found = hit;
+
+done:
+    *n_above = c.n_above;
+    if (w_above) {
+        *w_above = c.w_above;
+    }
+    *n_eq = c.n_eq;
+    if (found) {
+        *found = c.found;
+    }
+    return c.key;
+}
+
+/* The float whose key (complemented when invert) is `key`: the inverse of fdi_key. */
+float fdi_key_value(uint32_t key, int invert)
+{
+    uint32_t k = invert ? ~key : key;
+    uint32_t u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Stable in-place compaction of (v, id) by the keys of src (src may be v): keeps an element whose
+ * key is above T, and the first take_eq elements (in list order, i.e. lowest ids) whose key is T.
+ * Filters usually keep a small fraction, so the common cases (take none or all of the tie group)
+ * test 16 keys at a time with a vectorisable comparison and skip blocks that keep nothing; a block
+ * that keeps something is written branch-free (store always, advance by the flag). */
+int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
+                    int64_t take_eq)
+{
+    uint32_t flip = invert ? 0xffffffffu : 0u;
+    int64_t j = 0;
+    if (take_eq <= 0 || take_eq >= n) {
+        if (take_eq <= 0 && T == 0xffffffffu) {
+            return 0;
+        }
+        uint32_t thr = take_eq <= 0 ? T + 1 : T; /* keep key >= thr */
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            uint32_t any = 0;
+            for (int k = 0; k < 16; k++) {
+                any |= (uint32_t)((fdi_key(src[i + k]) ^ flip) >= thr);
+            }
+            if (!any) {
+                continue;
+            }
+            for (int k = 0; k < 16; k++) {
+                int keep = (fdi_key(src[i + k]) ^ flip) >= thr;
+                float x = v[i + k];
+                int32_t d = id[i + k];
+                v[j] = x;
+                id[j] = d;
+                j += keep;
+            }
+        }
+        for (; i < n; i++) {
+            int keep = (fdi_key(src[i]) ^ flip) >= thr;
+            float x = v[i];
+            int32_t d = id[i];
+            v[j] = x;
+            id[j] = d;
+            j += keep;
+        }
+        return j;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t k = fdi_key(src[i]) ^ flip;
+        int eq = k == T;
+        int keep = (k > T) | (eq & (take_eq > 0)); /* bitwise: no data-dependent branch */
+        take_eq -= eq;
+        float x = v[i];
+        int32_t d = id[i];
+        v[j] = x;
+        id[j] = d;
+        j += keep;
+    }
+    return j;
+}

@@ -1,0 +1,262 @@
+/*
+ * softmax.c: softmax / log-softmax with temperature, entropy and varentropy, argmax.
+ *
+ * The two-pass max-shifted softmax: pass 1 finds the row maximum m, pass 2 computes the weights
+ * w = exp((z - m) / T) in float32 into scratch and their sum Z in double, pass 3 writes w / Z (or
+ * (z - m) / T - log Z). Shifting by m before dividing by T keeps every exponent <= 0, so no
+ * temperature, however small, overflows, and the largest weight is exactly 1, so Z >= 1 and the
+ * division never loses the distribution to underflow. A one-pass "online" softmax would rescale
+ * the running sum at every new maximum, which costs more than re-reading one row (a 128k-float
+ * row is 512 KiB, L2 resident) and makes the sum depend on the data order in a second way.
+ *
+ * Entropy uses H = log Z - sum(w d) / Z (d = z - m), one pass, and varentropy a second pass
+ * sum w (d - log Z + H)^2 / Z rather than E[log^2 p] - H^2, which cancels catastrophically for
+ * peaked rows. -inf logits have w = 0 and are skipped (0 * -inf would be NaN).
+ *
+ * Temperature 0 is exact greedy: the one-hot of the first maximum (log: 0 / -inf). argmax needs no
+ * workspace: it converts the row in 512-element chunks on the stack through fd_load_row, so NaN
+ * and +inf are reported with the same codes and indices as every other kernel.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#define FD_ARGMAX_CHUNK 512
+
+/* select.c's vectorised exp and fixed-order double sums (see the note in filter.c) */
+double fdi_sum(const float *w, int64_t n);
+double fdi_dot_pos(const float *w, const float *d, int64_t n);
+void fdi_exp(const float *x, int64_t n, float shift, float *out);
+
+/* two float rows: the shifted logits and their exp */
+size_t fd_softmax_workspace(int64_t n_cols)
+{
+    return 2 * fdi_align64((n_cols > 0 ? (size_t)n_cols : 1) * 4);
+}
+
+static int valid_rows(const fd_rows *x)
+{
+    if (x->n_rows < 0 || x->n_cols < 0) {
+        return 0;
+    }
+    if (x->n_rows > 0 && x->n_cols > 0 && x->data == NULL) {
+        return 0;
+    }
+    if (!(x->dtype == FD_F32 || x->dtype == FD_F64 || x->dtype == FD_F16 || x->dtype == FD_BF16)) {
+        return 0;
+    }
+    return x->n_rows <= 1 || x->row_stride >= x->n_cols;
+}
+
+static int64_t first_max(const float *v, int64_t n)
+{
+    float m = fdi_max(v, n);
+    if (m == -INFINITY) {
+        return -1;
+    }
+    int64_t i = 0;
+    while (v[i] != m) {
+        i++;
+    }
+    return i;
+}
+
+static void put(const fd_rows *out, int64_t r, int64_t c, double x)
+{
+    if (out->dtype == FD_F32) {
+        ((float *)out->data)[r * out->row_stride + c] = (float)x;
+    }
+    else {
+        ((double *)out->data)[r * out->row_stride + c] = x;
+    }
+}
+
+fd_status fd_softmax(const fd_rows *in, const fd_rows *out, fd_param temperature, int want_log,
+                     void *ws, fd_errinfo *err)
+{
+    if (err) {
+        err->row = -1;
+        err->index = -1;
+    }
+    if (!valid_rows(in) || !valid_rows(out) || out->n_rows != in->n_rows ||
+        out->n_cols != in->n_cols) {
+        return FD_ESHAPE;
+    }
+    if (out->dtype != FD_F32 && out->dtype != FD_F64) {
+        return FD_EINVAL;
+    }
+    int64_t n = in->n_cols;
+    float *w = (float *)ws;
+    for (int64_t r = 0; r < in->n_rows; r++) {
+        double t = FD_PARAM_AT(temperature, r);
+        if (!(t >= 0.0 && t < INFINITY)) {
+            if (err) {
+                err->row = r;
+            }
+            return FD_EINVAL;
+        }
+        fd_status st = fd_load_row(in, r, w, err);
+        if (st != FD_OK) {
+            return st;
+        }
+        if (n == 0) {
+            continue;
+        }
+        float m = fdi_max(w, n);
+        if (m == -INFINITY) {
+            if (err) {
+                err->row = r;
+            }
+            return FD_ENOFINITE;
+        }
+        if (t == 0.0) {
+            int64_t am = first_max(w, n);
+            double on = want_log ? 0.0 : 1.0, off = want_log ? -INFINITY : 0.0;
+            for (int64_t c = 0; c < n; c++) {
+                put(out, r, c, c == am ? on : off);
+            }
+            continue;
+        }
+        /* w <- scaled shifted logits (all <= 0), then their exp; the sum in double, in order */
+        if (t != 1.0) {
+            for (int64_t c = 0; c < n; c++) {
+                w[c] = (float)((double)(w[c] - m) / t);
+            }
+        }
+        else {
+            for (int64_t c = 0; c < n; c++) {
+                w[c] = w[c] - m;
+            }
+        }
+        float *e = (float *)((char *)ws + fdi_align64((size_t)n * 4));
+        fdi_exp(w, n, 0.0f, e);
+        double z = fdi_sum(e, n);
+        if (want_log) {
+            double lz = log(z);
+            if (out->dtype == FD_F32) {
+                float *o = (float *)out->data + r * out->row_stride;
+                for (int64_t c = 0; c < n; c++) {
+                    o[c] = (float)((double)w[c] - lz);
+                }
+            }
+            else {
+                double *o = (double *)out->data + r * out->row_stride;
+                for (int64_t c = 0; c < n; c++) {
+                    o[c] = (double)w[c] - lz;
+                }
+            }
+            continue;
+        }
+        if (out->dtype == FD_F32) {
+            float *o = (float *)out->data + r * out->row_stride;
+            for (int64_t c = 0; c < n; c++) {
+                o[c] = (float)((double)e[c] / z);
+            }
+        }
+        else {
+            double *o = (double *)out->data + r * out->row_stride;
+            for (int64_t c = 0; c < n; c++) {
+                o[c] = (double)e[c] / z;
+            }
+        }
+    }
+    return FD_OK;
+}
+
+fd_status fd_entropy(const fd_rows *in, double *entropy, double *varentropy, void *ws,
+                     fd_errinfo *err)
+{
+    if (err) {
+        err->row = -1;
+        err->index = -1;
+    }
+    if (!valid_rows(in)) {
+        return FD_ESHAPE;
+    }
+    int64_t n = in->n_cols;
+    float *w = (float *)ws;
+    for (int64_t r = 0; r < in->n_rows; r++) {
+        fd_status st = fd_load_row(in, r, w, err);
+        if (st != FD_OK) {
+            return st;
+        }
+        float m = fdi_max(w, n);
+        if (m == -INFINITY) {
+            if (err) {
+                err->row = r;
+            }
+            return FD_ENOFINITE;
+        }
+        /* w <- d = z - m, e <- exp(d); Z = sum e, S1 = sum e d over finite d */
+        float *e = (float *)((char *)ws + fdi_align64((size_t)n * 4));
+        for (int64_t c = 0; c < n; c++) {
+            w[c] = w[c] - m;
+        }
+        fdi_exp(w, n, 0.0f, e);
+        double z = fdi_sum(e, n);
+        double s1 = fdi_dot_pos(e, w, n);
+        double lz = log(z);
+        double h = lz - s1 / z;
+        if (entropy) {
+            entropy[r] = h;
+        }
+        if (varentropy) {
+            double acc = 0.0;
+            for (int64_t c = 0; c < n; c++) {
+                double q = (double)w[c] - lz + h;
+                acc += e[c] > 0.0f ? (double)e[c] * q * q : 0.0;
+            }
+            varentropy[r] = acc / z;
+        }
+    }
+    return FD_OK;
+}
+
+static size_t elem_size(fd_dtype t) { return t == FD_F64 ? 8 : t == FD_F32 ? 4 : 2; }
+
+fd_status fd_argmax(const fd_rows *in, int64_t *out, fd_errinfo *err)
+{
+    if (err) {
+        err->row = -1;
+        err->index = -1;
+    }
+    if (!valid_rows(in)) {
+        return FD_ESHAPE;
+    }
+    float buf[FD_ARGMAX_CHUNK];
+    size_t es = elem_size(in->dtype);
+    for (int64_t r = 0; r < in->n_rows; r++) {
+        float best = -INFINITY;
+        int64_t bi = -1;
+        const char *row = (const char *)in->data + (size_t)(r * in->row_stride) * es;
+        for (int64_t off = 0; off < in->n_cols; off += FD_ARGMAX_CHUNK) {
+            int64_t len = in->n_cols - off < FD_ARGMAX_CHUNK ? in->n_cols - off : FD_ARGMAX_CHUNK;
+            fd_rows view = {(void *)(row + (size_t)off * es), in->dtype, 1, len, len};
+            fd_status st = fd_load_row(&view, 0, buf, err);
+            if (st != FD_OK) {
+                if (err) {
+                    err->row = r;
+                    err->index += off;
+                }
+                return st;
+            }
+            float m = fdi_max(buf, len);
+            if (m > best) {
+                int64_t i = 0;
+                while (buf[i] != m) {
+                    i++;
+                }
+                best = m;
+                bi = off + i;
+            }
+        }
+        if (bi < 0) {
+            if (err) {
+                err->row = r;
+            }
+            return FD_ENOFINITE;
+        }
+        out[r] = bi;
+    }
+    return FD_OK;
+}
