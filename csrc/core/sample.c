@@ -1,0 +1,266 @@
+/*
+ * sample.c: the fused sampler -- temperature, the truncation filters and the pick in one pass
+ * over each row, on a candidate list instead of a dense logits row.
+ *
+ * Why fused: the unfused chain writes and re-reads a V-wide row per filter (and a softmax per
+ * mass-based filter). Here a row is loaded once into float32, -inf entries are dropped while the
+ * (value, id) candidate list is built, and each enabled filter (filter.c, fdi_*) compacts that list
+ * in place, so later filters -- and the pick -- run on the survivors only (after top-k, a handful).
+ * Every filter is the same code the dense fd_filter uses, with min_keep = 1, so fused == unfused
+ * is a matter of calling the same functions in the same order on the same float32 values.
+ *
+ * Order. FD_ORDER_HF: temperature, top-n-sigma, top-k, top-p, min-p, typical, epsilon, eta.
+ * FD_ORDER_LLAMA: top-n-sigma, top-k, typical, top-p, min-p, epsilon, eta, temperature; there the
+ * filters see unscaled logits. Temperature is z / (float)T in float32, as torch divides a float32
+ * tensor by a Python float. A disabled filter is skipped (top_k 0, top_p >= 1, min_p 0,
+ * typical >= 1, epsilon 0, eta 0, top_n_sigma <= 0 or +inf).
+ *
+ * Temperature 0 is exact greedy: the first maximum of the raw row, no filters, logprob 0. A
+ * temperature so small that max / T overflows float32 is the same limit and is treated the same
+ * way (the alternative, +inf logits, has no distribution).
+ *
+ * The pick is inverse-CDF sampling over the survivors in ascending id order: weights
+ * w = exp((double)z - (double)max) in double, total W summed in that order, and the first
+ * candidate whose running sum exceeds u * W wins; if rounding leaves none, the last candidate of
+ * nonzero weight. One uniform per row, u = fd_uniform(seed, position, 0) (Philox, rng.c) or the
+ * caller's explicit u, so a row's token depends only on its own logits, parameters, seed and
+ * position -- never on the batch around it. Inverse CDF (rather than Gumbel-max over all V) needs
+ * one random number per row and makes explicit-uniform tests hand-checkable.
+ *
+ * Workspace: float v[V], int32 id[V], double w[V], then fdi_workspace(V), each 64-byte aligned
+ * (64 bytes of slack let the caller's pointer have any alignment).
+ */
+#include "internal.h"
+
+typedef struct {
+    float *v;
+    int32_t *id;
+    double *w;
+    void *fws;
+} sws;
+
+static sws layout(void *ws, int64_t n)
+{
+    size_t un = n > 0 ? (size_t)n : 1;
+    uintptr_t p = ((uintptr_t)ws + 63) & ~(uintptr_t)63;
+    sws L;
+    L.v = (float *)p;
+    p += fdi_align64(un * sizeof(float));
+    L.id = (int32_t *)p;
+    p += fdi_align64(un * sizeof(int32_t));
+    L.w = (double *)p;
+    p += fdi_align64(un * sizeof(double));
+    L.fws = (void *)p;
+    return L;
+}
+
+size_t fd_sample_workspace(int64_t n_cols)
+{
+    size_t un = n_cols > 0 ? (size_t)n_cols : 1;
+    return 64 + fdi_align64(un * sizeof(float)) + fdi_align64(un * sizeof(int32_t)) +
+           fdi_align64(un * sizeof(double)) + fdi_workspace(n_cols > 0 ? n_cols : 1);
+}
+
+static void set_err(fd_errinfo *err, int64_t row, int64_t index)
+{
+    if (err) {
+        err->row = row;
+        err->index = index;
+    }
+}
+
+static int in_unit(double x)
+{
+    return x >= 0.0 && x <= 1.0;
+}
+
+typedef struct {
+    double temperature, top_k, top_p, min_p, typical_p, epsilon, eta, top_n_sigma;
+} row_params;
+
+static int read_params(const fd_sample_params *P, int64_t r, row_params *q)
+{
+    q->temperature = FD_PARAM_AT(P->temperature, r);
+    q->top_k = FD_PARAM_AT(P->top_k, r);
+    q->top_p = FD_PARAM_AT(P->top_p, r);
+    q->min_p = FD_PARAM_AT(P->min_p, r);
+    q->typical_p = FD_PARAM_AT(P->typical_p, r);
+    q->epsilon = FD_PARAM_AT(P->epsilon, r);
+    q->eta = FD_PARAM_AT(P->eta, r);
+    q->top_n_sigma = FD_PARAM_AT(P->top_n_sigma, r);
+    return q->temperature >= 0.0 && q->top_k >= 0.0 && q->top_k == floor(q->top_k) &&
+           in_unit(q->top_p) && in_unit(q->min_p) && in_unit(q->typical_p) && in_unit(q->epsilon) &&
+           in_unit(q->eta) && q->top_n_sigma == q->top_n_sigma;
+}
+
+/* First index of the maximum: the max by fdi_max's independent lanes, then the first element
+ * equal to it (a running argmax is one long compare-and-select dependency chain). */
+static int64_t first_argmax(const float *v, int64_t n)
+{
+    float m = fdi_max(v, n);
+    for (int64_t i = 0; i < n; i++) {
+        if (v[i] == m) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+static void scale(float *v, int64_t n, float t)
+{
+    for (int64_t i = 0; i < n; i++) {
+        v[i] = v[i] / t;
+    }
+}
+
+/* One filter step; `which` follows fd_filter_kind. Returns the new candidate count. */
+static int64_t apply_filter(int which, const row_params *q, float *v, int32_t *id, int64_t n,
+                            void *fws)
+{
+    switch (which) {
+    case FD_FILTER_TOP_N_SIGMA:
+        if (q->top_n_sigma > 0 && q->top_n_sigma < INFINITY) {
+            return fdi_top_n_sigma(v, id, n, q->top_n_sigma, fws);
+        }
+        return n;
+    case FD_FILTER_TOP_K:
+        if (q->top_k > 0 && q->top_k < (double)n) {
+            return fdi_top_k(v, id, n, (int64_t)q->top_k, fws);
+        }
+        return n;
+    case FD_FILTER_TOP_P:
+        return q->top_p < 1.0 ? fdi_top_p(v, id, n, q->top_p, 1, fws) : n;
+    case FD_FILTER_MIN_P:
+        return q->min_p > 0.0 ? fdi_min_p(v, id, n, q->min_p, 1, fws) : n;
+    case FD_FILTER_TYPICAL:
+        return q->typical_p < 1.0 ? fdi_typical(v, id, n, q->typical_p, 1, fws) : n;
+    case FD_FILTER_EPSILON:
+        return q->epsilon > 0.0 ? fdi_epsilon(v, id, n, q->epsilon, 1, fws) : n;
+    case FD_FILTER_ETA:
+        return q->eta > 0.0 ? fdi_eta(v, id, n, q->eta, 1, fws) : n;
+    }
+    return n;
+}
+
+static const int hf_chain[] = {FD_FILTER_TOP_N_SIGMA, FD_FILTER_TOP_K,   FD_FILTER_TOP_P,
+                               FD_FILTER_MIN_P,       FD_FILTER_TYPICAL, FD_FILTER_EPSILON,
+                               FD_FILTER_ETA};
+static const int llama_chain[] = {FD_FILTER_TOP_N_SIGMA, FD_FILTER_TOP_K, FD_FILTER_TYPICAL,
+                                  FD_FILTER_TOP_P,       FD_FILTER_MIN_P, FD_FILTER_EPSILON,
+                                  FD_FILTER_ETA};
+
+fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_rng_args *rng,
+                    int64_t *tokens, double *logprob, void *ws, fd_errinfo *err)
+{
+    set_err(err, -1, -1);
+    if (!in || !params || !tokens || in->n_rows < 0 || in->n_cols < 0 || in->n_cols > INT32_MAX ||
+        (in->n_rows > 1 && in->row_stride < in->n_cols) ||
+        (in->n_rows > 0 && in->n_cols > 0 && !in->data)) {
+        return FD_ESHAPE;
+    }
+    if (in->dtype != FD_F32 && in->dtype != FD_F64 && in->dtype != FD_F16 && in->dtype != FD_BF16) {
+        return FD_EINVAL;
+    }
+    if (params->order != FD_ORDER_HF && params->order != FD_ORDER_LLAMA) {
+        return FD_EINVAL;
+    }
+    const int64_t V = in->n_cols;
+    sws L = layout(ws, V);
+    const int *chain = params->order == FD_ORDER_HF ? hf_chain : llama_chain;
+    const int chain_len = (int)(sizeof hf_chain / sizeof hf_chain[0]);
+
+    for (int64_t r = 0; r < in->n_rows; r++) {
+        row_params q;
+        if (!read_params(params, r, &q)) {
+            set_err(err, r, -1);
+            return FD_EINVAL;
+        }
+        if (V == 0) {
+            set_err(err, r, -1);
+            return FD_ENOFINITE;
+        }
+        fd_status st = fd_load_row(in, r, L.v, err);
+        if (st != FD_OK) {
+            return st;
+        }
+        int64_t am = first_argmax(L.v, V);
+        if (L.v[am] == -INFINITY) {
+            set_err(err, r, -1);
+            return FD_ENOFINITE;
+        }
+        float t = (float)q.temperature;
+        if (q.temperature == 0.0 || t == 0.0f || isinf(L.v[am] / t)) {
+            tokens[r] = am;
+            if (logprob) {
+                logprob[r] = 0.0;
+            }
+            continue;
+        }
+
+        double u;
+        if (rng && rng->uniform) {
+            u = rng->uniform[r * rng->uniform_stride];
+            if (!(u >= 0.0 && u < 1.0)) {
+                set_err(err, r, -1);
+                return FD_EINVAL;
+            }
+        }
+        else if (rng && rng->seed && rng->position) {
+            u = fd_uniform(rng->seed[r * rng->seed_stride],
+                           (uint64_t)rng->position[r * rng->position_stride], 0);
+        }
+        else {
+            set_err(err, r, -1);
+            return FD_EINVAL;
+        }
+
+        /* candidates: the finite logits, ids ascending */
+        int64_t n = 0;
+        for (int64_t i = 0; i < V; i++) {
+            if (L.v[i] != -INFINITY) {
+                L.v[n] = L.v[i];
+                L.id[n] = (int32_t)i;
+                n++;
+            }
+        }
+
+        if (params->order == FD_ORDER_HF && t != 1.0f) {
+            scale(L.v, n, t);
+        }
+        for (int s = 0; s < chain_len; s++) {
+            n = apply_filter(chain[s], &q, L.v, L.id, n, L.fws);
+        }
+        if (params->order == FD_ORDER_LLAMA && t != 1.0f) {
+            scale(L.v, n, t);
+        }
+
+        /* the pick: inverse CDF in ascending id order */
+        float max = fdi_max(L.v, n);
+        double total = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            L.w[i] = exp((double)L.v[i] - (double)max);
+            total += L.w[i];
+        }
+        double target = u * total;
+        int64_t pick = -1, last_nz = 0;
+        double run = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            if (L.w[i] > 0.0) {
+                last_nz = i;
+            }
+            run += L.w[i];
+            if (run > target) {
+                pick = i;
+                break;
+            }
+        }
+        if (pick < 0) {
+            pick = last_nz;
+        }
+        tokens[r] = L.id[pick];
+        if (logprob) {
+            logprob[r] = log(L.w[pick] / total);
+        }
+    }
+    return FD_OK;
+}
