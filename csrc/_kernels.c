@@ -1,0 +1,898 @@
+/*
+ * _kernels.c: the one binding between CPython and the fastdecode core.
+ *
+ * This is the only file that includes Python.h or NumPy headers. Its entry points are private,
+ * positional METH_FASTCALL functions called by python/fastdecode/ops.py, which owns keywords,
+ * defaults, broadcasting and friendly validation (the fast-histogram split). Here the checks are
+ * strict and cheap: exact dtypes, native byte order, alignment, unit inner stride, matching shapes;
+ * anything else is a TypeError/ValueError naming the argument, never a copy.
+ *
+ * Per call: parse -> describe arrays as fd_rows/fd_param/fd_ids -> allocate the workspace the core
+ * asks for -> release the GIL above FD_GIL_MINSIZE elements -> one core call -> map the status to
+ * an exception -> single exit that frees the workspace (CPython _randommodule.c style).
+ *
+ * Module state: none. Multi-phase initialisation (PEP 489), as in CPython Modules/_bisectmodule.c.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_25_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include "fastdecode/fd.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* Below this many logits the GIL is kept: releasing it costs more than the kernel. */
+#define FD_GIL_MINSIZE 16384
+
+/* ------------------------------------------------------------------------------------------ */
+/* argument helpers                                                                            */
+
+static int
+check_nargs(const char *fname, Py_ssize_t nargs, Py_ssize_t expected)
+{
+    if (nargs != expected) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %zd positional arguments (%zd given)", fname,
+                     expected, nargs);
+        return -1;
+    }
+    return 0;
+}
+
+static PyArrayObject *
+as_array(PyObject *o, const char *name)
+{
+    if (!PyArray_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a numpy.ndarray, got %.100s", name,
+                     Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)o;
+    if (!PyArray_ISNBO(PyArray_DESCR(a)->byteorder)) {
+        PyErr_Format(PyExc_ValueError, "%s must be in native byte order", name);
+        return NULL;
+    }
+    if (!PyArray_ISALIGNED(a)) {
+        PyErr_Format(PyExc_ValueError, "%s must be aligned", name);
+        return NULL;
+    }
+    return a;
+}
+
+/* A 2-D logits matrix: float32 / float64 / float16, or uint16 holding bfloat16 bits. */
+static int
+rows_from(PyObject *o, const char *name, int writable, fd_rows *r)
+{
+    PyArrayObject *a = as_array(o, name);
+    if (a == NULL) {
+        return -1;
+    }
+    if (PyArray_NDIM(a) != 2) {
+        PyErr_Format(PyExc_ValueError, "%s must be 2-D, got %d-D", name, PyArray_NDIM(a));
+        return -1;
+    }
+    switch (PyArray_TYPE(a)) {
+    case NPY_FLOAT32:
+        r->dtype = FD_F32;
+        break;
+    case NPY_FLOAT64:
+        r->dtype = FD_F64;
+        break;
+    case NPY_FLOAT16:
+        r->dtype = FD_F16;
+        break;
+    case NPY_UINT16:
+        r->dtype = FD_BF16;
+        break;
+    default:
+        PyErr_Format(PyExc_TypeError,
+                     "%s must be float32, float64, float16 or bfloat16 (uint16 bits), got %R",
+                     name, (PyObject *)PyArray_DESCR(a));
+        return -1;
+    }
+    npy_intp isz = PyArray_ITEMSIZE(a);
+    npy_intp *st = PyArray_STRIDES(a);
+    npy_intp *sh = PyArray_DIMS(a);
+    if (sh[1] > 1 && st[1] != isz) {
+        PyErr_Format(PyExc_ValueError, "%s must have unit stride along the vocabulary axis", name);
+        return -1;
+    }
+    if (sh[0] > 1 && (st[0] % isz != 0 || st[0] / isz < sh[1])) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s rows must not overlap and their stride must be a multiple of the item "
+                     "size",
+                     name);
+        return -1;
+    }
+    if (sh[1] > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s has too many columns", name);
+        return -1;
+    }
+    if (writable && !PyArray_ISWRITEABLE(a)) {
+        PyErr_Format(PyExc_ValueError, "%s is read-only", name);
+        return -1;
+    }
+    r->data = PyArray_DATA(a);
+    r->n_rows = sh[0];
+    r->n_cols = sh[1];
+    r->row_stride = sh[0] > 1 ? st[0] / isz : sh[1];
+    return 0;
+}
+
+/* A contiguous 1-D array of the given type and length (len < 0: any length; *n receives it). */
+static const void *
+vec_from(PyObject *o, const char *name, int typenum, npy_intp len, npy_intp *n, int writable)
+{
+    PyArrayObject *a = as_array(o, name);
+    if (a == NULL) {
+        return NULL;
+    }
+    if (PyArray_TYPE(a) != typenum || PyArray_NDIM(a) != 1 || !PyArray_IS_C_CONTIGUOUS(a)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous 1-D %s array", name,
+                     typenum == NPY_FLOAT64 ? "float64"
+                     : typenum == NPY_INT64 ? "int64"
+                     : typenum == NPY_UINT64 ? "uint64"
+                                             : "int32");
+        return NULL;
+    }
+    if (len >= 0 && PyArray_DIM(a, 0) != len) {
+        PyErr_Format(PyExc_ValueError, "%s must have length %zd, got %zd", name, (Py_ssize_t)len,
+                     (Py_ssize_t)PyArray_DIM(a, 0));
+        return NULL;
+    }
+    if (writable && !PyArray_ISWRITEABLE(a)) {
+        PyErr_Format(PyExc_ValueError, "%s is read-only", name);
+        return NULL;
+    }
+    if (n) {
+        *n = PyArray_DIM(a, 0);
+    }
+    return PyArray_DATA(a);
+}
+
+/* A per-row float64 parameter: length 1 (shared) or n_rows. */
+static int
+param_from(PyObject *o, const char *name, int64_t n_rows, fd_param *p)
+{
+    npy_intp n;
+    const double *v = vec_from(o, name, NPY_FLOAT64, -1, &n, 0);
+    if (v == NULL) {
+        return -1;
+    }
+    if (n != 1 && n != n_rows) {
+        PyErr_Format(PyExc_ValueError, "%s must have 1 or %lld values (one per row), got %zd",
+                     name, (long long)n_rows, (Py_ssize_t)n);
+        return -1;
+    }
+    p->values = v;
+    p->stride = n == 1 ? 0 : 1;
+    return 0;
+}
+
+/* Optional per-row int64 bounds: None or a length-n_rows array. */
+static int
+bounds_from(PyObject *o, const char *name, int64_t n_rows, const int64_t **out)
+{
+    if (o == Py_None) {
+        *out = NULL;
+        return 0;
+    }
+    *out = vec_from(o, name, NPY_INT64, n_rows, NULL, 0);
+    return *out == NULL ? -1 : 0;
+}
+
+static int
+ids_from(PyObject *o, PyObject *begin, PyObject *end, int64_t n_rows, fd_ids *ids)
+{
+    PyArrayObject *a = as_array(o, "input_ids");
+    if (a == NULL) {
+        return -1;
+    }
+    if (PyArray_TYPE(a) != NPY_INT64 || PyArray_NDIM(a) != 2) {
+        PyErr_SetString(PyExc_TypeError, "input_ids must be a 2-D int64 array");
+        return -1;
+    }
+    if (PyArray_DIM(a, 0) != n_rows) {
+        PyErr_Format(PyExc_ValueError, "input_ids has %zd rows but logits has %lld",
+                     (Py_ssize_t)PyArray_DIM(a, 0), (long long)n_rows);
+        return -1;
+    }
+    npy_intp *st = PyArray_STRIDES(a);
+    if (PyArray_DIM(a, 1) > 1 && st[1] != 8) {
+        PyErr_SetString(PyExc_ValueError, "input_ids must have unit stride along the time axis");
+        return -1;
+    }
+    if (st[0] % 8 != 0) {
+        PyErr_SetString(PyExc_ValueError, "input_ids row stride must be a multiple of 8 bytes");
+        return -1;
+    }
+    ids->data = PyArray_DATA(a);
+    ids->n_rows = PyArray_DIM(a, 0);
+    ids->n_cols = PyArray_DIM(a, 1);
+    ids->row_stride = st[0] / 8;
+    if (bounds_from(begin, "begin", n_rows, &ids->begin) < 0 ||
+        bounds_from(end, "end", n_rows, &ids->end) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static void *
+ws_alloc(size_t n, void **raw)
+{
+    *raw = PyMem_RawMalloc(n + 64);
+    if (*raw == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    uintptr_t p = ((uintptr_t)*raw + 63) & ~(uintptr_t)63;
+    return (void *)p;
+}
+
+/* Maps a core status to a Python exception. `what` names the array or argument concerned. */
+static void
+raise_status(fd_status st, const fd_errinfo *e, const char *fname, const char *ids_name)
+{
+    switch (st) {
+    case FD_ENAN:
+        PyErr_Format(PyExc_ValueError, "logits row %lld contains NaN (column %lld)",
+                     (long long)e->row, (long long)e->index);
+        break;
+    case FD_EPOSINF:
+        PyErr_Format(PyExc_ValueError, "logits row %lld contains +inf (column %lld)",
+                     (long long)e->row, (long long)e->index);
+        break;
+    case FD_ENOFINITE:
+        PyErr_Format(PyExc_ValueError,
+                     "logits row %lld has no finite value left to choose a token from",
+                     (long long)e->row);
+        break;
+    case FD_ERANGE:
+        if (e->row >= 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s row %lld, position %lld: token id outside [0, vocabulary size)",
+                         ids_name, (long long)e->row, (long long)e->index);
+        }
+        else {
+            PyErr_Format(PyExc_ValueError, "%s[%lld]: token id outside [0, vocabulary size)",
+                         ids_name, (long long)e->index);
+        }
+        break;
+    case FD_ESHAPE:
+        PyErr_Format(PyExc_ValueError, "%s(): inconsistent sizes or bounds (row %lld)", fname,
+                     (long long)e->row);
+        break;
+    default:
+        PyErr_Format(PyExc_ValueError, "%s(): parameter out of its domain in row %lld", fname,
+                     (long long)e->row);
+        break;
+    }
+}
+
+#define BEGIN_CALL(size)                                                                       \
+    PyThreadState *_save = NULL;                                                               \
+    if ((size) >= FD_GIL_MINSIZE) {                                                            \
+        _save = PyEval_SaveThread();                                                           \
+    }
+#define END_CALL()                                                                             \
+    if (_save) {                                                                               \
+        PyEval_RestoreThread(_save);                                                           \
+    }
+
+static int
+same_shape(const fd_rows *a, const fd_rows *b, const char *bname)
+{
+    if (a->n_rows != b->n_rows || a->n_cols != b->n_cols) {
+        PyErr_Format(PyExc_ValueError, "%s must have the shape of logits", bname);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* entry points                                                                                */
+
+/* filter(kind, x, out, param, min_keep, filter_value) */
+static PyObject *
+k_filter(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    void *raw = NULL;
+    fd_rows x, out;
+    fd_param param, min_keep;
+    if (check_nargs("filter", nargs, 6) < 0) {
+        goto done;
+    }
+    long kind = PyLong_AsLong(args[0]);
+    if (kind == -1 && PyErr_Occurred()) {
+        goto done;
+    }
+    if (kind < FD_FILTER_TOP_K || kind > FD_FILTER_TOP_N_SIGMA) {
+        PyErr_SetString(PyExc_ValueError, "unknown filter kind");
+        goto done;
+    }
+    double fv = PyFloat_AsDouble(args[5]);
+    if (fv == -1.0 && PyErr_Occurred()) {
+        goto done;
+    }
+    if (rows_from(args[1], "logits", 0, &x) < 0 || rows_from(args[2], "out", 1, &out) < 0 ||
+        same_shape(&x, &out, "out") < 0 || param_from(args[3], "param", x.n_rows, &param) < 0 ||
+        param_from(args[4], "min_tokens_to_keep", x.n_rows, &min_keep) < 0) {
+        goto done;
+    }
+    if (x.dtype != out.dtype) {
+        PyErr_SetString(PyExc_TypeError, "out must have the dtype of logits");
+        goto done;
+    }
+    void *ws = ws_alloc(fd_filter_workspace(x.n_cols), &raw);
+    if (ws == NULL) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st;
+    {
+        BEGIN_CALL(x.n_rows * x.n_cols);
+        st = fd_filter((fd_filter_kind)kind, &x, &out, param, min_keep, fv, ws, &e);
+        END_CALL();
+    }
+    if (st != FD_OK) {
+        raise_status(st, &e, "filter", "ids");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    PyMem_RawFree(raw);
+    return result;
+}
+
+/* softmax(x, out, temperature, log) */
+static PyObject *
+k_softmax(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    void *raw = NULL;
+    fd_rows x, out;
+    fd_param t;
+    if (check_nargs("softmax", nargs, 4) < 0) {
+        goto done;
+    }
+    int lg = PyObject_IsTrue(args[3]);
+    if (lg < 0 || rows_from(args[0], "logits", 0, &x) < 0 ||
+        rows_from(args[1], "out", 1, &out) < 0 || same_shape(&x, &out, "out") < 0 ||
+        param_from(args[2], "temperature", x.n_rows, &t) < 0) {
+        goto done;
+    }
+    if (out.dtype != FD_F32 && out.dtype != FD_F64) {
+        PyErr_SetString(PyExc_TypeError, "out must be float32 or float64");
+        goto done;
+    }
+    void *ws = ws_alloc(fd_softmax_workspace(x.n_cols), &raw);
+    if (ws == NULL) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st;
+    {
+        BEGIN_CALL(x.n_rows * x.n_cols);
+        st = fd_softmax(&x, &out, t, lg, ws, &e);
+        END_CALL();
+    }
+    if (st != FD_OK) {
+        raise_status(st, &e, "softmax", "ids");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    PyMem_RawFree(raw);
+    return result;
+}
+
+/* entropy(x, entropy_out or None, varentropy_out or None) */
+static PyObject *
+k_entropy(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    void *raw = NULL;
+    fd_rows x;
+    double *h = NULL, *v = NULL;
+    if (check_nargs("entropy", nargs, 3) < 0 || rows_from(args[0], "logits", 0, &x) < 0) {
+        goto done;
+    }
+    if (args[1] != Py_None &&
+        (h = (double *)vec_from(args[1], "entropy", NPY_FLOAT64, x.n_rows, NULL, 1)) == NULL) {
+        goto done;
+    }
+    if (args[2] != Py_None &&
+        (v = (double *)vec_from(args[2], "varentropy", NPY_FLOAT64, x.n_rows, NULL, 1)) == NULL) {
+        goto done;
+    }
+    void *ws = ws_alloc(fd_softmax_workspace(x.n_cols), &raw);
+    if (ws == NULL) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st;
+    {
+        BEGIN_CALL(x.n_rows * x.n_cols);
+        st = fd_entropy(&x, h, v, ws, &e);
+        END_CALL();
+    }
+    if (st != FD_OK) {
+        raise_status(st, &e, "entropy", "ids");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    PyMem_RawFree(raw);
+    return result;
+}
+
+/* argmax(x, out int64 (B,)) */
+static PyObject *
+k_argmax(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    fd_rows x;
+    int64_t *o;
+    if (check_nargs("argmax", nargs, 2) < 0 || rows_from(args[0], "logits", 0, &x) < 0 ||
+        (o = (int64_t *)vec_from(args[1], "out", NPY_INT64, x.n_rows, NULL, 1)) == NULL) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st;
+    {
+        BEGIN_CALL(x.n_rows * x.n_cols);
+        st = fd_argmax(&x, o, &e);
+        END_CALL();
+    }
+    if (st != FD_OK) {
+        raise_status(st, &e, "argmax", "ids");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    return result;
+}
+
+/* sample(x, temperature, top_k, top_p, min_p, typical_p, epsilon, eta, top_n_sigma, order,
+ *        seeds uint64, positions int64, uniforms float64 or None, tokens_out int64,
+ *        logprob_out float64 or None) */
+static PyObject *
+k_sample(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char *const pnames[8] = {"temperature", "top_k",     "top_p",
+                                          "min_p",       "typical_p", "epsilon_cutoff",
+                                          "eta_cutoff",  "top_n_sigma"};
+    PyObject *result = NULL;
+    void *raw = NULL;
+    fd_rows x;
+    fd_param p[8];
+    fd_sample_params sp;
+    fd_rng_args rng = {0};
+    int64_t *tokens;
+    double *logprob = NULL;
+    npy_intp n;
+    if (check_nargs("sample", nargs, 15) < 0 || rows_from(args[0], "logits", 0, &x) < 0) {
+        goto done;
+    }
+    for (int i = 0; i < 8; i++) {
+        if (param_from(args[1 + i], pnames[i], x.n_rows, &p[i]) < 0) {
+            goto done;
+        }
+    }
+    long order = PyLong_AsLong(args[9]);
+    if (order == -1 && PyErr_Occurred()) {
+        goto done;
+    }
+    if (order != FD_ORDER_HF && order != FD_ORDER_LLAMA) {
+        PyErr_SetString(PyExc_ValueError, "order must be 0 (hf) or 1 (llama.cpp)");
+        goto done;
+    }
+    sp.temperature = p[0];
+    sp.top_k = p[1];
+    sp.top_p = p[2];
+    sp.min_p = p[3];
+    sp.typical_p = p[4];
+    sp.epsilon = p[5];
+    sp.eta = p[6];
+    sp.top_n_sigma = p[7];
+    sp.order = (fd_order)order;
+    if ((rng.seed = vec_from(args[10], "seed", NPY_UINT64, -1, &n, 0)) == NULL) {
+        goto done;
+    }
+    if (n != 1 && n != x.n_rows) {
+        PyErr_Format(PyExc_ValueError, "seed must have 1 or %lld values", (long long)x.n_rows);
+        goto done;
+    }
+    rng.seed_stride = n == 1 ? 0 : 1;
+    if ((rng.position = vec_from(args[11], "position", NPY_INT64, -1, &n, 0)) == NULL) {
+        goto done;
+    }
+    if (n != 1 && n != x.n_rows) {
+        PyErr_Format(PyExc_ValueError, "position must have 1 or %lld values",
+                     (long long)x.n_rows);
+        goto done;
+    }
+    rng.position_stride = n == 1 ? 0 : 1;
+    if (args[12] != Py_None) {
+        if ((rng.uniform = vec_from(args[12], "uniforms", NPY_FLOAT64, -1, &n, 0)) == NULL) {
+            goto done;
+        }
+        if (n != 1 && n != x.n_rows) {
+            PyErr_Format(PyExc_ValueError, "uniforms must have 1 or %lld values",
+                         (long long)x.n_rows);
+            goto done;
+        }
+        rng.uniform_stride = n == 1 ? 0 : 1;
+    }
+    if ((tokens = (int64_t *)vec_from(args[13], "out", NPY_INT64, x.n_rows, NULL, 1)) == NULL) {
+        goto done;
+    }
+    if (args[14] != Py_None &&
+        (logprob = (double *)vec_from(args[14], "logprobs", NPY_FLOAT64, x.n_rows, NULL, 1)) ==
+            NULL) {
+        goto done;
+    }
+    void *ws = ws_alloc(fd_sample_workspace(x.n_cols), &raw);
+    if (ws == NULL) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st;
+    {
+        BEGIN_CALL(x.n_rows * x.n_cols);
+        st = fd_sample(&x, &sp, &rng, tokens, logprob, ws, &e);
+        END_CALL();
+    }
+    if (st != FD_OK) {
+        raise_status(st, &e, "sample", "ids");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    PyMem_RawFree(raw);
+    return result;
+}
+
+/* Shared front half of the history-based penalties: x (in place), ids, begin, end. */
+static int
+penalty_args(PyObject *const *args, fd_rows *x, fd_ids *ids)
+{
+    if (rows_from(args[0], "logits", 1, x) < 0 || ids_from(args[1], args[2], args[3], x->n_rows, ids) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* repetition_penalty(x, ids, begin, end, penalty) */
+static PyObject *
+k_repetition_penalty(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    void *raw = NULL;
+    fd_rows x;
+    fd_ids ids;
+    fd_param pen;
+    if (check_nargs("repetition_penalty", nargs, 5) < 0 || penalty_args(args, &x, &ids) < 0 ||
+        param_from(args[4], "penalty", x.n_rows, &pen) < 0) {
+        goto done;
+    }
+    void *ws = ws_alloc(fd_penalty_workspace(x.n_cols), &raw);
+    if (ws == NULL) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = fd_repetition_penalty(&x, &ids, pen, ws, &e);
+    if (st != FD_OK) {
+        raise_status(st, &e, "repetition_penalty", "input_ids");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    PyMem_RawFree(raw);
+    return result;
+}
+
+/* presence_frequency(x, ids, begin, end, presence, frequency) */
+static PyObject *
+k_presence_frequency(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    void *raw = NULL;
+    fd_rows x;
+    fd_ids ids;
+    fd_param pres, freq;
+    if (check_nargs("presence_frequency", nargs, 6) < 0 || penalty_args(args, &x, &ids) < 0 ||
+        param_from(args[4], "presence", x.n_rows, &pres) < 0 ||
+        param_from(args[5], "frequency", x.n_rows, &freq) < 0) {
+        goto done;
+    }
+    void *ws = ws_alloc(fd_penalty_workspace(x.n_cols), &raw);
+    if (ws == NULL) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = fd_presence_frequency(&x, &ids, pres, freq, ws, &e);
+    if (st != FD_OK) {
+        raise_status(st, &e, "presence_frequency_penalty", "input_ids");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    PyMem_RawFree(raw);
+    return result;
+}
+
+/* no_repeat_ngram(x, ids, begin, end, n, filter_value) */
+static PyObject *
+k_no_repeat_ngram(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    void *raw = NULL;
+    fd_rows x;
+    fd_ids ids;
+    if (check_nargs("no_repeat_ngram", nargs, 6) < 0 || penalty_args(args, &x, &ids) < 0) {
+        goto done;
+    }
+    long long n = PyLong_AsLongLong(args[4]);
+    if (n == -1 && PyErr_Occurred()) {
+        goto done;
+    }
+    double fv = PyFloat_AsDouble(args[5]);
+    if (fv == -1.0 && PyErr_Occurred()) {
+        goto done;
+    }
+    void *ws = ws_alloc(fd_penalty_workspace(x.n_cols), &raw);
+    if (ws == NULL) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = fd_no_repeat_ngram(&x, &ids, (int64_t)n, fv, ws, &e);
+    if (st != FD_OK) {
+        raise_status(st, &e, "no_repeat_ngram", "input_ids");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    PyMem_RawFree(raw);
+    return result;
+}
+
+/* logit_bias(x, ids int64 (n,), values float64 (n,) or (B, n) C-contiguous) */
+static PyObject *
+k_logit_bias(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    fd_rows x;
+    npy_intp n;
+    const int64_t *ids;
+    if (check_nargs("logit_bias", nargs, 3) < 0 || rows_from(args[0], "logits", 1, &x) < 0 ||
+        (ids = vec_from(args[1], "bias ids", NPY_INT64, -1, &n, 0)) == NULL) {
+        goto done;
+    }
+    PyArrayObject *v = as_array(args[2], "bias values");
+    if (v == NULL) {
+        goto done;
+    }
+    if (PyArray_TYPE(v) != NPY_FLOAT64 || !PyArray_IS_C_CONTIGUOUS(v) ||
+        !((PyArray_NDIM(v) == 1 && PyArray_DIM(v, 0) == n) ||
+          (PyArray_NDIM(v) == 2 && PyArray_DIM(v, 0) == x.n_rows && PyArray_DIM(v, 1) == n))) {
+        PyErr_SetString(PyExc_ValueError,
+                        "bias values must be float64 of shape (n,) or (batch, n) matching the ids");
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = fd_logit_bias(&x, ids, n, PyArray_DATA(v), PyArray_NDIM(v) == 2 ? n : 0, &e);
+    if (st != FD_OK) {
+        raise_status(st, &e, "logit_bias", "bias");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    return result;
+}
+
+/* suppress_tokens(x, ids int64 (n,), filter_value) */
+static PyObject *
+k_suppress_tokens(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    fd_rows x;
+    npy_intp n;
+    const int64_t *ids;
+    if (check_nargs("suppress_tokens", nargs, 3) < 0 || rows_from(args[0], "logits", 1, &x) < 0 ||
+        (ids = vec_from(args[1], "ids", NPY_INT64, -1, &n, 0)) == NULL) {
+        goto done;
+    }
+    double fv = PyFloat_AsDouble(args[2]);
+    if (fv == -1.0 && PyErr_Occurred()) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = fd_suppress_tokens(&x, ids, n, fv, &e);
+    if (st != FD_OK) {
+        raise_status(st, &e, "suppress_tokens", "ids");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    return result;
+}
+
+/* apply_bitmask(x, words int32 (B or 1, W) C-contiguous, filter_value) */
+static PyObject *
+k_apply_bitmask(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    fd_rows x;
+    if (check_nargs("apply_bitmask", nargs, 3) < 0 || rows_from(args[0], "logits", 1, &x) < 0) {
+        goto done;
+    }
+    PyArrayObject *w = as_array(args[1], "bitmask");
+    if (w == NULL) {
+        goto done;
+    }
+    if (PyArray_TYPE(w) != NPY_INT32 || PyArray_NDIM(w) != 2 || !PyArray_IS_C_CONTIGUOUS(w) ||
+        (PyArray_DIM(w, 0) != 1 && PyArray_DIM(w, 0) != x.n_rows) ||
+        PyArray_DIM(w, 1) < (x.n_cols + 31) / 32) {
+        PyErr_Format(PyExc_ValueError,
+                     "bitmask must be int32 of shape (batch or 1, >= %lld words)",
+                     (long long)((x.n_cols + 31) / 32));
+        goto done;
+    }
+    double fv = PyFloat_AsDouble(args[2]);
+    if (fv == -1.0 && PyErr_Occurred()) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st;
+    {
+        BEGIN_CALL(x.n_rows * x.n_cols);
+        st = fd_apply_bitmask(&x, PyArray_DATA(w), PyArray_DIM(w, 1),
+                              PyArray_DIM(w, 0) == 1 ? 0 : PyArray_DIM(w, 1), fv, &e);
+        END_CALL();
+    }
+    if (st != FD_OK) {
+        raise_status(st, &e, "allowed_tokens_bitmask", "bitmask");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    return result;
+}
+
+/* bad_words(x, ids, begin, end, flat int64, offsets int64, filter_value) */
+static PyObject *
+k_bad_words(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    fd_rows x;
+    fd_ids ids;
+    npy_intp nflat, noff;
+    const int64_t *flat, *off;
+    if (check_nargs("bad_words", nargs, 7) < 0 || penalty_args(args, &x, &ids) < 0 ||
+        (flat = vec_from(args[4], "bad_words_ids", NPY_INT64, -1, &nflat, 0)) == NULL ||
+        (off = vec_from(args[5], "bad_words_ids offsets", NPY_INT64, -1, &noff, 0)) == NULL) {
+        goto done;
+    }
+    if (noff < 1 || off[0] != 0 || off[noff - 1] != nflat) {
+        PyErr_SetString(PyExc_ValueError, "bad_words_ids offsets are inconsistent");
+        goto done;
+    }
+    for (npy_intp i = 0; i + 1 < noff; i++) {
+        if (off[i + 1] <= off[i]) {
+            PyErr_SetString(PyExc_ValueError, "bad_words_ids entries must be non-empty");
+            goto done;
+        }
+    }
+    double fv = PyFloat_AsDouble(args[6]);
+    if (fv == -1.0 && PyErr_Occurred()) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = fd_bad_words(&x, &ids, flat, off, noff - 1, fv, &e);
+    if (st != FD_OK) {
+        raise_status(st, &e, "bad_words", e.row >= 0 ? "input_ids" : "bad_words_ids");
+        goto done;
+    }
+    result = (Py_INCREF(Py_None), Py_None);
+done:
+    return result;
+}
+
+/* uniform(seeds uint64 (n,), positions int64 (n,), draw) -> float64 (n,): the sampler's draws. */
+static PyObject *
+k_uniform(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    npy_intp n, n2;
+    const uint64_t *s;
+    const int64_t *p;
+    if (check_nargs("uniform", nargs, 3) < 0 ||
+        (s = vec_from(args[0], "seed", NPY_UINT64, -1, &n, 0)) == NULL ||
+        (p = vec_from(args[1], "position", NPY_INT64, n, &n2, 0)) == NULL) {
+        return NULL;
+    }
+    unsigned long long draw = PyLong_AsUnsignedLongLong(args[2]);
+    if (draw == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *out = PyArray_SimpleNew(1, &n, NPY_FLOAT64);
+    if (out == NULL) {
+        return NULL;
+    }
+    double *o = PyArray_DATA((PyArrayObject *)out);
+    for (npy_intp i = 0; i < n; i++) {
+        o[i] = fd_uniform(s[i], (uint64_t)p[i], draw);
+    }
+    return out;
+}
+
+static PyMethodDef kernels_methods[] = {
+    {"filter", (PyCFunction)(void (*)(void))k_filter, METH_FASTCALL, NULL},
+    {"softmax", (PyCFunction)(void (*)(void))k_softmax, METH_FASTCALL, NULL},
+    {"entropy", (PyCFunction)(void (*)(void))k_entropy, METH_FASTCALL, NULL},
+    {"argmax", (PyCFunction)(void (*)(void))k_argmax, METH_FASTCALL, NULL},
+    {"sample", (PyCFunction)(void (*)(void))k_sample, METH_FASTCALL, NULL},
+    {"repetition_penalty", (PyCFunction)(void (*)(void))k_repetition_penalty, METH_FASTCALL,
+     NULL},
+    {"presence_frequency", (PyCFunction)(void (*)(void))k_presence_frequency, METH_FASTCALL,
+     NULL},
+    {"no_repeat_ngram", (PyCFunction)(void (*)(void))k_no_repeat_ngram, METH_FASTCALL, NULL},
+    {"logit_bias", (PyCFunction)(void (*)(void))k_logit_bias, METH_FASTCALL, NULL},
+    {"suppress_tokens", (PyCFunction)(void (*)(void))k_suppress_tokens, METH_FASTCALL, NULL},
+    {"apply_bitmask", (PyCFunction)(void (*)(void))k_apply_bitmask, METH_FASTCALL, NULL},
+    {"bad_words", (PyCFunction)(void (*)(void))k_bad_words, METH_FASTCALL, NULL},
+    {"uniform", (PyCFunction)(void (*)(void))k_uniform, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+kernels_exec(PyObject *module)
+{
+    if (_import_array() < 0) {
+        return -1;
+    }
+    if (PyModule_AddIntConstant(module, "GIL_MINSIZE", FD_GIL_MINSIZE) < 0) {
+        return -1;
+    }
+    static const struct {
+        const char *name;
+        int value;
+    } consts[] = {
+        {"TOP_K", FD_FILTER_TOP_K},     {"TOP_P", FD_FILTER_TOP_P},
+        {"MIN_P", FD_FILTER_MIN_P},     {"TYPICAL", FD_FILTER_TYPICAL},
+        {"EPSILON", FD_FILTER_EPSILON}, {"ETA", FD_FILTER_ETA},
+        {"TOP_N_SIGMA", FD_FILTER_TOP_N_SIGMA},
+    };
+    for (size_t i = 0; i < sizeof consts / sizeof consts[0]; i++) {
+        if (PyModule_AddIntConstant(module, consts[i].name, consts[i].value) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyModuleDef_Slot kernels_slots[] = {
+    {Py_mod_exec, kernels_exec},
+#ifdef Py_GIL_DISABLED
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef kernels_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "fastdecode._kernels",
+    .m_doc = "fastdecode C kernels (private; use the functions in fastdecode).",
+    .m_size = 0,
+    .m_methods = kernels_methods,
+    .m_slots = kernels_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__kernels(void)
+{
+    return PyModuleDef_Init(&kernels_module);
+}

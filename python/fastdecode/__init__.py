@@ -1,0 +1,62 @@
+"""fastdecode: fast, exact, reproducible sampling and search primitives for LLM decoding.
+
+The functional kernels take NumPy logits ``(B, V)`` or ``(V,)`` (or torch CPU tensors) and run in
+one C call per batch with the GIL released; :class:`Sampler` chains penalties, filters and a seeded
+pick. This module never imports torch or transformers.
+"""
+
+from ._kernels import GIL_MINSIZE
+from .ops import (
+    allowed_tokens,
+    allowed_tokens_bitmask,
+    argmax,
+    bad_words,
+    entropy,
+    epsilon_cutoff,
+    eta_cutoff,
+    log_softmax,
+    logit_bias,
+    min_p,
+    no_repeat_ngram,
+    pack_bitmask,
+    presence_frequency_penalty,
+    repetition_penalty,
+    sample,
+    softmax,
+    suppress_tokens,
+    top_k,
+    top_n_sigma,
+    top_p,
+    typical_p,
+    varentropy,
+)
+from .processors import Sampler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GIL_MINSIZE",
+    "Sampler",
+    "allowed_tokens",
+    "allowed_tokens_bitmask",
+    "argmax",
+    "bad_words",
+    "entropy",
+    "epsilon_cutoff",
+    "eta_cutoff",
+    "log_softmax",
+    "logit_bias",
+    "min_p",
+    "no_repeat_ngram",
+    "pack_bitmask",
+    "presence_frequency_penalty",
+    "repetition_penalty",
+    "sample",
+    "softmax",
+    "suppress_tokens",
+    "top_k",
+    "top_n_sigma",
+    "top_p",
+    "typical_p",
+    "varentropy",
+]

@@ -1,0 +1,582 @@
+"""The functional API: validate -> coerce -> one C call -> wrap.
+
+Every function takes logits of shape ``(B, V)`` or ``(V,)`` (NumPy float32/float64/float16, or a
+torch CPU tensor including bfloat16) and returns the caller's type and shape. Scalar parameters may
+also be length-``B`` arrays, one value per row. Inputs are never modified unless passed as ``out=``.
+Computation happens in float32 (sums in float64); float16/bfloat16 are storage formats.
+
+Semantics follow Hugging Face ``transformers`` (``generation/logits_process.py``) unless a
+docstring says otherwise; see SPEC.md. Where HF's own result depends on the order in which
+``torch.sort`` arranges equal values (it is not stable beyond 16 elements), fastdecode resolves the
+tie deterministically in favour of the lowest token id.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import _kernels as _k
+from ._array import (
+    Logits,
+    as_id_list,
+    as_ids_matrix,
+    as_logits,
+    prepare_out,
+    resolve_alias,
+    row_bounds,
+    row_param,
+)
+
+__all__ = [
+    "softmax", "log_softmax", "entropy", "varentropy",
+    "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_n_sigma",
+    "repetition_penalty", "presence_frequency_penalty", "no_repeat_ngram", "logit_bias",
+    "suppress_tokens", "allowed_tokens", "allowed_tokens_bitmask", "bad_words",
+    "argmax", "sample",
+]
+
+_NEG_INF = float("-inf")
+
+
+def _filter_value(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"filter_value must be a float, got {type(v).__name__}") from None
+    if math.isnan(f):
+        raise ValueError("filter_value must not be NaN")
+    return f
+
+
+def _min_keep(v: Any, batch: int) -> np.ndarray:
+    return row_param(v, batch, "min_tokens_to_keep", lo=1, integer=True)
+
+
+def _run_filter(kind: int, logits: Any, param: np.ndarray | None, pname: str, pkw: dict,
+                min_tokens_to_keep: Any, filter_value: Any, out: Any) -> Any:
+    lg = as_logits(logits)
+    p = row_param(param, lg.batch, pname, **pkw)
+    mk = _min_keep(min_tokens_to_keep, lg.batch)
+    fv = _filter_value(filter_value)
+    o, ret = prepare_out(out, lg)
+    resolve_alias(lg, o)
+    _k.filter(kind, lg.array, o, p, mk, fv)
+    return ret if ret is not None else lg.wrap_logits(o)
+
+
+# --------------------------------------------------------------------------------------------
+# probabilities
+
+
+def softmax(logits: Any, *, temperature: Any = 1.0, out: Any = None) -> Any:
+    """Softmax of ``logits / temperature`` along the last axis.
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    temperature : float or array of B floats, >= 0
+        0 gives the one-hot distribution of the first maximum.
+    out : ndarray, optional
+        float32 (float64 for float64 input) array of the logits' shape.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        float32 probabilities (float64 for float64 input).
+
+    Notes
+    -----
+    ``-inf`` logits get probability 0. A row with no finite logit raises ``ValueError``. Sums are
+    accumulated in float64.
+    """
+    return _softmax(logits, temperature, out, False)
+
+
+def log_softmax(logits: Any, *, temperature: Any = 1.0, out: Any = None) -> Any:
+    """Log-softmax of ``logits / temperature`` (see :func:`softmax`); ``-inf`` where p is 0."""
+    return _softmax(logits, temperature, out, True)
+
+
+def _softmax(logits: Any, temperature: Any, out: Any, log: bool) -> Any:
+    lg = as_logits(logits)
+    t = row_param(temperature, lg.batch, "temperature", lo=0.0, hi=math.inf, hi_open=True)
+    want = np.float64 if lg.array.dtype == np.float64 else np.float32
+    o, ret = prepare_out(out, lg, dtype=np.dtype(want))
+    resolve_alias(lg, o)
+    _k.softmax(lg.array, o, t, log)
+    return ret if ret is not None else lg.wrap_float(o)
+
+
+def entropy(logits: Any) -> Any:
+    """Shannon entropy ``H = -sum p log p`` of ``softmax(logits)`` in nats, per row (float64).
+
+    ``-inf`` logits contribute nothing. Returns shape (B,), or a 0-d array for a 1-D input.
+    """
+    lg = as_logits(logits)
+    h = np.empty(lg.batch, dtype=np.float64)
+    _k.entropy(lg.array, h, None)
+    return lg.wrap_rows(h)
+
+
+def varentropy(logits: Any) -> Any:
+    """Varentropy ``sum p (log p + H)^2``: the variance of the surprisal ``-log p`` under p (nats²)."""
+    lg = as_logits(logits)
+    v = np.empty(lg.batch, dtype=np.float64)
+    _k.entropy(lg.array, None, v)
+    return lg.wrap_rows(v)
+
+
+# --------------------------------------------------------------------------------------------
+# filters
+
+_FILTER_DOC_PARAMS = """
+    min_tokens_to_keep : int or array of B ints, >= 1
+        At least this many tokens survive (see Notes for which).
+    filter_value : float, default -inf
+        Value written to removed tokens (rounded to the logits' dtype).
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The logits with removed tokens set to ``filter_value``; kept values are copied unchanged.
+"""
+
+
+def top_k(logits: Any, k: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
+          out: Any = None) -> Any:
+    """Keep the ``k`` highest logits of each row (HF ``TopKLogitsWarper``).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    k : int or array of B ints, >= 0
+        0 disables the filter.
+    """ + _FILTER_DOC_PARAMS + """
+    Notes
+    -----
+    ``k = max(k, min_tokens_to_keep)`` clipped to V; every token tied with the k-th highest value is
+    kept, so more than k tokens may survive (HF: ``scores < topk(scores, k)[0][..., -1]`` is
+    removed). Found by radix selection, no sort.
+    """
+    return _run_filter(_k.TOP_K, logits, k, "k", dict(lo=0, integer=True), min_tokens_to_keep,
+                       filter_value, out)
+
+
+def top_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
+          out: Any = None) -> Any:
+    """Nucleus filter: keep the smallest top set whose probability mass reaches ``p`` (HF ``TopPLogitsWarper``).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    p : float or array of B floats in [0, 1]
+    """ + _FILTER_DOC_PARAMS + """
+    Notes
+    -----
+    Tokens are walked from the highest logit down; a token is kept while the mass of the tokens
+    before it is ``< p``, so the token that crosses ``p`` is kept (HF removes ``cumsum <= 1 - p`` of
+    the ascending sort). ``p = 1`` keeps everything; ``p = 0`` keeps the top ``min_tokens_to_keep``.
+    Among equal logits the lowest token id comes first in the walk. Sort-free (radix selection).
+    """
+    return _run_filter(_k.TOP_P, logits, p, "p", dict(lo=0.0, hi=1.0), min_tokens_to_keep,
+                       filter_value, out)
+
+
+def min_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
+          out: Any = None) -> Any:
+    """Keep tokens with ``prob >= p * max prob`` (HF ``MinPLogitsWarper``).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    p : float or array of B floats in [0, 1]
+    """ + _FILTER_DOC_PARAMS + """
+    Notes
+    -----
+    Removal is strict: ``prob < p * max_prob``, evaluated in logit space as
+    ``logit - max < ln p`` (no softmax). ``p = 0`` keeps everything. The ``min_tokens_to_keep``
+    highest logits always survive.
+    """
+    return _run_filter(_k.MIN_P, logits, p, "p", dict(lo=0.0, hi=1.0), min_tokens_to_keep,
+                       filter_value, out)
+
+
+def typical_p(logits: Any, mass: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
+              out: Any = None) -> Any:
+    """Locally typical filter (Meister et al. 2022; HF ``TypicalLogitsWarper``).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    mass : float or array of B floats in [0, 1]
+    """ + _FILTER_DOC_PARAMS + """
+    Notes
+    -----
+    With ``H`` the entropy and ``s = |-log p - H|``, tokens are walked by increasing ``s``; the
+    crossing token is the first at which the cumulative mass reaches ``mass``; every token with
+    ``s <= s(crossing)`` is kept (ties included), plus the first ``min_tokens_to_keep`` of the walk.
+    This is HF's rule; llama.cpp's ``typical`` differs on ties (it stops at the crossing token).
+    """
+    return _run_filter(_k.TYPICAL, logits, mass, "mass", dict(lo=0.0, hi=1.0), min_tokens_to_keep,
+                       filter_value, out)
+
+
+def epsilon_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
+                   filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+    """Remove tokens with probability below ``epsilon`` (Hewitt et al. 2022; HF ``EpsilonLogitsWarper``).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    epsilon : float or array of B floats in [0, 1)
+        0 disables the filter.
+    """ + _FILTER_DOC_PARAMS + """
+    Notes
+    -----
+    Removed: ``p < epsilon`` and ``logit < (min_tokens_to_keep-th highest logit)``.
+    """
+    return _run_filter(_k.EPSILON, logits, epsilon, "epsilon", dict(lo=0.0, hi=1.0, hi_open=True),
+                       min_tokens_to_keep, filter_value, out)
+
+
+def eta_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
+               filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+    """Entropy-dependent cutoff (Hewitt et al. 2022; HF ``EtaLogitsWarper``).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    epsilon : float or array of B floats in [0, 1)
+        0 disables the filter.
+    """ + _FILTER_DOC_PARAMS + """
+    Notes
+    -----
+    ``eta = min(epsilon, sqrt(epsilon) * exp(-H))`` with ``H`` the entropy (nats) of the row;
+    removed: ``p < eta`` and ``logit < (min_tokens_to_keep-th highest logit)``.
+    """
+    return _run_filter(_k.ETA, logits, epsilon, "epsilon", dict(lo=0.0, hi=1.0, hi_open=True),
+                       min_tokens_to_keep, filter_value, out)
+
+
+def top_n_sigma(logits: Any, n: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
+                out: Any = None) -> Any:
+    """Keep logits within ``n`` standard deviations of the maximum (Tang et al. 2024, arXiv 2411.07641).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    n : float or array of B floats
+        ``n <= 0`` disables the filter.
+    """ + _FILTER_DOC_PARAMS + """
+    Notes
+    -----
+    Keeps ``z >= max - n * sigma`` with ``sigma`` the population standard deviation of the finite
+    logits of the row (llama.cpp ``top_n_sigma``). Invariant to temperature.
+    """
+    return _run_filter(_k.TOP_N_SIGMA, logits, n, "n", dict(lo=-math.inf, hi=math.inf, hi_open=True),
+                       min_tokens_to_keep, filter_value, out)
+
+
+# --------------------------------------------------------------------------------------------
+# penalties and constraints
+
+
+def _inplace_target(logits: Any, out: Any) -> tuple[Logits, np.ndarray, Any]:
+    """Logits, the 2-D array the in-place kernel edits, and what to return."""
+    lg = as_logits(logits)
+    o, ret = prepare_out(out, lg)
+    resolve_alias(lg, o)
+    if o is not lg.array:
+        np.copyto(o, lg.array)
+    return lg, o, ret
+
+
+def _done(lg: Logits, o: np.ndarray, ret: Any) -> Any:
+    return ret if ret is not None else lg.wrap_logits(o)
+
+
+def repetition_penalty(logits: Any, input_ids: Any, penalty: Any, *, lengths: Any = None,
+                       prompt_ignore_length: Any = None, last_n: Any = None, out: Any = None) -> Any:
+    """CTRL repetition penalty (HF ``RepetitionPenaltyLogitsProcessor``).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    input_ids : array_like of int, shape (B, T) or (T,)
+        Token history (prompt included, as in HF).
+    penalty : float or array of B floats, > 0
+        1 is a no-op; > 1 discourages repeats.
+    lengths : int or array of B ints, optional
+        Valid length of each history row (right padding beyond it is ignored).
+    prompt_ignore_length : int or array of B ints, optional
+        Leading tokens of each row to ignore (HF ``prompt_ignore_length``).
+    last_n : int or array of B ints, optional
+        Only the last ``last_n`` valid tokens count (llama.cpp ``penalty_last_n``).
+    out : array, optional
+
+    Notes
+    -----
+    Every distinct token in the history is penalised once, however often it repeats:
+    ``z * penalty`` if ``z < 0`` else ``z / penalty`` (computed in float32). Ids must lie in
+    ``[0, V)``; HF silently ignores ids ``>= V``, fastdecode raises.
+    """
+    lg, o, ret = _inplace_target(logits, out)
+    ids = as_ids_matrix(input_ids, lg.batch)
+    pen = row_param(penalty, lg.batch, "penalty", lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
+    b, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths, begin=prompt_ignore_length,
+                      last_n=last_n, begin_name="prompt_ignore_length")
+    _k.repetition_penalty(o, ids, b, e, pen)
+    return _done(lg, o, ret)
+
+
+def presence_frequency_penalty(logits: Any, input_ids: Any, *, presence: Any = 0.0,
+                               frequency: Any = 0.0, lengths: Any = None,
+                               prompt_lengths: Any = None, last_n: Any = None,
+                               out: Any = None) -> Any:
+    """OpenAI/vLLM presence and frequency penalties.
+
+    ``z -= frequency * count + presence * (count > 0)`` where ``count`` is how often the token
+    occurs in ``input_ids[r, prompt_lengths[r]:lengths[r]]`` (optionally only its last ``last_n``
+    tokens). vLLM counts generated tokens only: pass the prompt lengths as ``prompt_lengths``.
+    Penalties may be negative (to encourage repetition).
+    """
+    lg, o, ret = _inplace_target(logits, out)
+    ids = as_ids_matrix(input_ids, lg.batch)
+    pres = row_param(presence, lg.batch, "presence", lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)
+    freq = row_param(frequency, lg.batch, "frequency", lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)
+    b, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths, begin=prompt_lengths, last_n=last_n)
+    _k.presence_frequency(o, ids, b, e, pres, freq)
+    return _done(lg, o, ret)
+
+
+def no_repeat_ngram(logits: Any, input_ids: Any, n: int, *, lengths: Any = None,
+                    filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+    """Ban every token that would complete an n-gram already in the history (HF ``NoRepeatNGramLogitsProcessor``).
+
+    Nothing is banned while the history is shorter than ``n``. ``n = 1`` bans every token seen.
+    """
+    lg, o, ret = _inplace_target(logits, out)
+    ids = as_ids_matrix(input_ids, lg.batch)
+    nn = int(row_param(n, 1, "n", lo=1, integer=True)[0])
+    _, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths)
+    _k.no_repeat_ngram(o, ids, None, e, nn, _filter_value(filter_value))
+    return _done(lg, o, ret)
+
+
+def logit_bias(logits: Any, bias: Mapping[int, float] | tuple[Any, Any], *, out: Any = None) -> Any:
+    """Add a bias to chosen tokens (OpenAI/vLLM ``logit_bias``).
+
+    Parameters
+    ----------
+    bias : dict {token_id: value} or (ids, values)
+        ``values`` may be (n,) (shared) or (B, n) (one row of biases per batch row).
+    """
+    lg, o, ret = _inplace_target(logits, out)
+    if isinstance(bias, Mapping):
+        ids = as_id_list(list(bias.keys()), "bias")
+        vals = np.asarray(list(bias.values()), dtype=np.float64)
+    elif isinstance(bias, tuple) and len(bias) == 2:
+        ids = as_id_list(bias[0], "bias")
+        vals = np.ascontiguousarray(np.asarray(bias[1], dtype=np.float64))
+        if vals.ndim == 2 and vals.shape[0] == 1:
+            vals = vals.reshape(-1)
+    else:
+        raise TypeError("bias must be a dict {token_id: value} or a tuple (ids, values)")
+    if np.isnan(vals).any():
+        raise ValueError("bias values must not be NaN")
+    _k.logit_bias(o, ids, np.ascontiguousarray(vals))
+    return _done(lg, o, ret)
+
+
+def suppress_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+    """Set the given token ids to ``filter_value`` in every row (HF ``SuppressTokensLogitsProcessor``)."""
+    lg, o, ret = _inplace_target(logits, out)
+    _k.suppress_tokens(o, as_id_list(ids, "ids"), _filter_value(filter_value))
+    return _done(lg, o, ret)
+
+
+def pack_bitmask(ids: Any, vocab_size: int) -> np.ndarray:
+    """Pack allowed token ids into int32 words: bit ``i % 32`` of word ``i // 32`` set = allowed.
+
+    ``ids`` is one list (shape (W,) result) or a list of per-row lists (shape (B, W)).
+    """
+    w = (int(vocab_size) + 31) // 32
+    rows = ids if (isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray))) else None
+    seqs = [as_id_list(r, "ids") for r in rows] if rows is not None else [as_id_list(ids, "ids")]
+    words = np.zeros((len(seqs), w), dtype=np.uint32)
+    for r, s in enumerate(seqs):
+        if s.size and (s.min() < 0 or s.max() >= vocab_size):
+            raise ValueError(f"ids (row {r}) must lie in [0, {vocab_size})")
+        np.bitwise_or.at(words[r], s >> 5, (np.uint32(1) << (s & 31).astype(np.uint32)))
+    words = words.view(np.int32)
+    return words if rows is not None else words[0]
+
+
+def allowed_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+    """Keep only the given token ids (a whitelist; one list, or one list per row)."""
+    lg = as_logits(logits)
+    return allowed_tokens_bitmask(logits, pack_bitmask(ids, lg.vocab), filter_value=filter_value, out=out)
+
+
+def allowed_tokens_bitmask(logits: Any, bitmask: Any, *, filter_value: Any = _NEG_INF,
+                           out: Any = None) -> Any:
+    """Apply a packed token bitmask (the structured-output layout).
+
+    Parameters
+    ----------
+    bitmask : int32 or uint32 array, shape (ceil(V/32),) or (B, ceil(V/32))
+        Bit ``i % 32`` (little-endian) of word ``i // 32`` set means token ``i`` is allowed.
+    """
+    lg, o, ret = _inplace_target(logits, out)
+    m = np.asarray(bitmask.cpu().numpy() if hasattr(bitmask, "cpu") else bitmask)
+    if m.dtype not in (np.dtype(np.int32), np.dtype(np.uint32)):
+        raise TypeError(f"bitmask must be int32 or uint32 words, got {m.dtype}")
+    m = np.ascontiguousarray(m.view(np.int32))
+    if m.ndim == 1:
+        m = m.reshape(1, -1)
+    if m.ndim != 2 or m.shape[0] not in (1, lg.batch):
+        raise ValueError(f"bitmask must have shape (W,) or ({lg.batch}, W), got {np.shape(bitmask)}")
+    _k.apply_bitmask(o, m, _filter_value(filter_value))
+    return _done(lg, o, ret)
+
+
+def bad_words(logits: Any, input_ids: Any, bad_words_ids: Sequence[Sequence[int]], *,
+              lengths: Any = None, filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+    """Ban words given as token sequences (HF ``NoBadWordsLogitsProcessor``).
+
+    A single-token word is always banned; a longer word bans its last token when the history ends
+    with the rest of it.
+    """
+    lg, o, ret = _inplace_target(logits, out)
+    ids = as_ids_matrix(input_ids, lg.batch)
+    if isinstance(bad_words_ids, (str, bytes)) or not isinstance(bad_words_ids, Sequence):
+        raise TypeError("bad_words_ids must be a list of lists of token ids")
+    words = [as_id_list(w, "bad_words_ids") for w in bad_words_ids]
+    if any(w.size == 0 for w in words):
+        raise ValueError("bad_words_ids must not contain empty sequences")
+    flat = np.concatenate(words) if words else np.zeros(0, dtype=np.int64)
+    offsets = np.zeros(len(words) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([w.size for w in words])
+    _, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths)
+    _k.bad_words(o, ids, None, e, np.ascontiguousarray(flat), offsets, _filter_value(filter_value))
+    return _done(lg, o, ret)
+
+
+# --------------------------------------------------------------------------------------------
+# picking
+
+
+def argmax(logits: Any) -> Any:
+    """Index of the maximum of each row; the first one on ties (as numpy/torch argmax).
+
+    Returns int64 (B,), or a 0-d array for a 1-D input. NaN logits raise ``ValueError``.
+    """
+    lg = as_logits(logits)
+    o = np.empty(lg.batch, dtype=np.int64)
+    _k.argmax(lg.array, o)
+    return lg.wrap_rows(o)
+
+
+_ORDERS = {"hf": 0, "vllm": 0, "llama.cpp": 1, "llama": 1}
+_U64 = 1 << 64
+
+
+def _seeds(seed: Any, batch: int) -> np.ndarray:
+    if seed is None:
+        return np.random.SeedSequence().generate_state(batch, dtype=np.uint64)
+    if hasattr(seed, "detach"):
+        seed = seed.detach().cpu().numpy()
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError("seed must be an int or an array of ints")
+    if isinstance(seed, (int, np.integer)):
+        s = int(seed)
+        if not 0 <= s < _U64:
+            raise ValueError(f"seed must be an integer in [0, 2**64), got {s}")
+        return np.array([s], dtype=np.uint64)
+    arr = np.asarray(seed)
+    if arr.dtype.kind not in "iu" or arr.ndim != 1:
+        raise TypeError("seed must be an int or a 1-D array of ints (one per row)")
+    if arr.shape[0] not in (1, batch):
+        raise ValueError(f"seed has {arr.shape[0]} values but logits has {batch} rows")
+    if arr.dtype.kind == "i" and (arr < 0).any():
+        raise ValueError(f"seed must be non-negative (row {int(np.flatnonzero(arr < 0)[0])})")
+    return np.ascontiguousarray(arr, dtype=np.uint64)
+
+
+def _positions(position: Any, batch: int) -> np.ndarray:
+    p = row_param(position, batch, "position", lo=0, integer=True)
+    if (p >= 2.0**63).any():
+        raise ValueError("position must be < 2**63")
+    return np.ascontiguousarray(p.astype(np.int64))
+
+
+def sample(logits: Any, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 1.0,
+           min_p: Any = 0.0, typical_p: Any = 1.0, epsilon_cutoff: Any = 0.0,
+           eta_cutoff: Any = 0.0, top_n_sigma: Any = 0.0, seed: Any = None, position: Any = 0,
+           order: str = "hf", return_logprobs: bool = False, uniforms: Any = None) -> Any:
+    """Draw one token per row through the whole filter chain in one C call.
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    temperature : float or array, >= 0
+        0 means greedy: the first maximum of the raw logits (vLLM and llama.cpp convention).
+    top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff, top_n_sigma
+        As the filter functions of the same name; the defaults (0, 1, 0, 1, 0, 0, 0) disable them.
+    seed : int, array of B ints, or None
+        The draw for a row is a function of its own seed, its position and its logits only: the
+        same seed gives the same token whatever the batch, the row order or the thread count. A
+        scalar seed is shared by every row, so rows with equal logits draw equal tokens; pass one
+        seed per row for independent rows. None draws fresh entropy (one seed per row).
+    position : int or array of B ints, >= 0
+        The step counter mixed into the random stream (e.g. the sequence length); advance it every
+        step, or the same uniform is reused.
+    order : {"hf", "llama.cpp"}
+        "hf" (also vLLM): temperature -> top-n-sigma -> top-k -> top-p -> min-p -> typical ->
+        epsilon -> eta. "llama.cpp": top-n-sigma -> top-k -> typical -> top-p -> min-p -> epsilon
+        -> eta -> temperature (last). The orders give different distributions.
+    return_logprobs : bool
+        Also return the log-probability of each chosen token under the final filtered distribution.
+    uniforms : array of B floats in [0, 1), optional
+        Use these uniforms instead of the generator (for tests and custom randomness).
+
+    Returns
+    -------
+    tokens : int64 array (B,) or 0-d for a 1-D input; ``(tokens, logprobs)`` with return_logprobs.
+
+    Notes
+    -----
+    No vocabulary sort: thresholds are found by radix selection. The pick is the inverse CDF over
+    the surviving tokens in ascending id order, with weights ``exp(z - max)`` summed in float64,
+    and ``u`` a 53-bit uniform from Philox4x32-10 keyed by (seed, position).
+    """
+    lg = as_logits(logits)
+    b = lg.batch
+    if order not in _ORDERS:
+        raise ValueError(f"order must be 'hf' or 'llama.cpp', got {order!r}")
+    params = [
+        row_param(temperature, b, "temperature", lo=0.0, hi=math.inf, hi_open=True),
+        row_param(top_k, b, "top_k", lo=0, integer=True),
+        row_param(top_p, b, "top_p", lo=0.0, hi=1.0),
+        row_param(min_p, b, "min_p", lo=0.0, hi=1.0),
+        row_param(typical_p, b, "typical_p", lo=0.0, hi=1.0),
+        row_param(epsilon_cutoff, b, "epsilon_cutoff", lo=0.0, hi=1.0, hi_open=True),
+        row_param(eta_cutoff, b, "eta_cutoff", lo=0.0, hi=1.0, hi_open=True),
+        row_param(top_n_sigma, b, "top_n_sigma", lo=-math.inf, hi=math.inf, hi_open=True),
+    ]
+    u = None
+    if uniforms is not None:
+        u = row_param(uniforms, b, "uniforms", lo=0.0, hi=1.0, hi_open=True)
+    seeds = _seeds(seed, b)
+    pos = _positions(position, b)
+    tokens = np.empty(b, dtype=np.int64)
+    lp = np.empty(b, dtype=np.float64) if return_logprobs else None
+    _k.sample(lg.array, *params, _ORDERS[order], seeds, pos, u, tokens, lp)
+    if return_logprobs:
+        return lg.wrap_rows(tokens), lg.wrap_rows(lp)
+    return lg.wrap_rows(tokens)

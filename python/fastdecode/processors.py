@@ -1,0 +1,244 @@
+"""Configured samplers: penalties and filters set once, applied per decoding step.
+
+A :class:`Sampler` is immutable. It holds no per-sequence state: the token history and the step
+position are passed in on every call, so one sampler serves any number of sequences and threads.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import ops
+from ._array import as_ids_matrix, as_logits, row_param
+
+__all__ = ["Sampler"]
+
+
+def _to_work_array(lg) -> np.ndarray:
+    """A private float32 (float64 stays float64) copy of the logits for in-place penalties."""
+    a = lg.array
+    if lg.bf16:
+        return (a.astype(np.uint32) << 16).view(np.float32)
+    if a.dtype == np.float64:
+        return np.array(a, dtype=np.float64)
+    return np.array(a, dtype=np.float32)
+
+
+class Sampler:
+    """Penalties, filters and a seeded pick, configured once and applied per step.
+
+    Parameters
+    ----------
+    temperature, top_k, top_p, min_p, typical_p, epsilon_cutoff, eta_cutoff, top_n_sigma, order
+        As :func:`fastdecode.sample` (scalars or one value per row).
+    repetition_penalty : float, default 1.0
+        CTRL/HF penalty over the whole history (prompt included), see
+        :func:`fastdecode.repetition_penalty`.
+    presence_penalty, frequency_penalty : float, default 0.0
+        OpenAI/vLLM penalties over the generated tokens: the history after ``prompt_lengths``
+        (the whole history when ``prompt_lengths`` is not given to the call).
+    penalty_last_n : int, optional
+        Only the last ``penalty_last_n`` tokens count for the three penalties above (llama.cpp).
+    no_repeat_ngram_size : int, default 0
+        HF ``no_repeat_ngram_size`` (0 disables).
+    logit_bias : dict {token_id: value}, optional
+    bad_words_ids : list of lists of token ids, optional
+    suppress_tokens : list of token ids, optional
+    allowed_token_ids : list of token ids, optional
+        A whitelist; every other token is removed.
+    seed : int, array of ints, or None
+        See :func:`fastdecode.sample`. None draws fresh entropy on every call.
+
+    Notes
+    -----
+    Per step, on a private float32 copy of the logits (only when some penalty is active):
+    repetition -> presence/frequency -> no-repeat n-gram -> bad words -> logit bias -> suppress ->
+    whitelist, then one fused :func:`fastdecode.sample` call. This is the order of HF's
+    ``generate`` (penalties before warpers) and equals applying the functional ops one by one.
+    """
+
+    __slots__ = ("_cfg",)
+
+    def __init__(self, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 1.0,
+                 min_p: Any = 0.0, typical_p: Any = 1.0, epsilon_cutoff: Any = 0.0,
+                 eta_cutoff: Any = 0.0, top_n_sigma: Any = 0.0, repetition_penalty: Any = 1.0,
+                 presence_penalty: Any = 0.0, frequency_penalty: Any = 0.0,
+                 penalty_last_n: int | None = None, no_repeat_ngram_size: int = 0,
+                 logit_bias: Mapping[int, float] | None = None,
+                 bad_words_ids: Sequence[Sequence[int]] | None = None,
+                 suppress_tokens: Sequence[int] | None = None,
+                 allowed_token_ids: Sequence[int] | None = None, order: str = "hf",
+                 seed: Any = None):
+        def n(v):
+            return np.size(v) if np.ndim(v) == 1 else 1
+
+        # Validate everything now, so a bad configuration fails before any decoding starts.
+        for name, v, kw in [
+            ("temperature", temperature, dict(lo=0.0, hi=math.inf, hi_open=True)),
+            ("top_k", top_k, dict(lo=0, integer=True)),
+            ("top_p", top_p, dict(lo=0.0, hi=1.0)),
+            ("min_p", min_p, dict(lo=0.0, hi=1.0)),
+            ("typical_p", typical_p, dict(lo=0.0, hi=1.0)),
+            ("epsilon_cutoff", epsilon_cutoff, dict(lo=0.0, hi=1.0, hi_open=True)),
+            ("eta_cutoff", eta_cutoff, dict(lo=0.0, hi=1.0, hi_open=True)),
+            ("top_n_sigma", top_n_sigma, dict(lo=-math.inf, hi=math.inf, hi_open=True)),
+            ("repetition_penalty", repetition_penalty, dict(lo=0.0, lo_open=True, hi=math.inf, hi_open=True)),
+            ("presence_penalty", presence_penalty, dict(lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)),
+            ("frequency_penalty", frequency_penalty, dict(lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)),
+        ]:
+            row_param(v, n(v), name, **kw)
+        if penalty_last_n is not None:
+            row_param(penalty_last_n, 1, "penalty_last_n", lo=0, integer=True)
+        row_param(no_repeat_ngram_size, 1, "no_repeat_ngram_size", lo=0, integer=True)
+        if order not in ops._ORDERS:
+            raise ValueError(f"order must be 'hf' or 'llama.cpp', got {order!r}")
+        if seed is not None:
+            ops._seeds(seed, n(seed))
+        if logit_bias is not None and not isinstance(logit_bias, Mapping):
+            raise TypeError("logit_bias must be a dict {token_id: value}")
+        if bad_words_ids is not None:
+            if any(len(w) == 0 for w in bad_words_ids):
+                raise ValueError("bad_words_ids must not contain empty sequences")
+        self._cfg = dict(
+            temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
+            epsilon_cutoff=epsilon_cutoff, eta_cutoff=eta_cutoff, top_n_sigma=top_n_sigma,
+            repetition_penalty=repetition_penalty, presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty, penalty_last_n=penalty_last_n,
+            no_repeat_ngram_size=int(no_repeat_ngram_size),
+            logit_bias=dict(logit_bias) if logit_bias else None,
+            bad_words_ids=[list(w) for w in bad_words_ids] if bad_words_ids else None,
+            suppress_tokens=list(suppress_tokens) if suppress_tokens is not None and len(suppress_tokens) else None,
+            allowed_token_ids=list(allowed_token_ids) if allowed_token_ids is not None else None,
+            order=order, seed=seed,
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return object.__getattribute__(self, "_cfg")[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        defaults = Sampler.__new__(Sampler)
+        defaults._cfg = {}
+        items = ", ".join(f"{k}={v!r}" for k, v in self._cfg.items() if not _is_default(k, v))
+        return f"Sampler({items})"
+
+    @property
+    def needs_history(self) -> bool:
+        """True when some penalty reads the token history (``input_ids`` must then be passed)."""
+        c = self._cfg
+        return bool(
+            np.any(np.asarray(c["repetition_penalty"]) != 1.0)
+            or np.any(np.asarray(c["presence_penalty"]) != 0.0)
+            or np.any(np.asarray(c["frequency_penalty"]) != 0.0)
+            or c["no_repeat_ngram_size"] > 0
+            or c["bad_words_ids"]
+        )
+
+    @property
+    def edits_logits(self) -> bool:
+        c = self._cfg
+        return self.needs_history or bool(c["logit_bias"] or c["suppress_tokens"] or c["allowed_token_ids"] is not None)
+
+    def process(self, logits: Any, input_ids: Any = None, *, prompt_lengths: Any = None,
+                lengths: Any = None) -> np.ndarray:
+        """The penalised logits (a new float32/float64 (B, V) array) before the filters and pick."""
+        lg = as_logits(logits)
+        return self._process(lg, input_ids, prompt_lengths, lengths)
+
+    def _process(self, lg, input_ids, prompt_lengths, lengths) -> np.ndarray:
+        c = self._cfg
+        x = _to_work_array(lg)
+        ids = None
+        if self.needs_history:
+            if input_ids is None:
+                raise ValueError("input_ids is required: this Sampler applies history-based penalties")
+            ids = as_ids_matrix(input_ids, lg.batch)
+        last_n = c["penalty_last_n"]
+        if np.any(np.asarray(c["repetition_penalty"]) != 1.0):
+            ops.repetition_penalty(x, ids, c["repetition_penalty"], lengths=lengths, last_n=last_n, out=x)
+        if np.any(np.asarray(c["presence_penalty"]) != 0.0) or np.any(np.asarray(c["frequency_penalty"]) != 0.0):
+            ops.presence_frequency_penalty(x, ids, presence=c["presence_penalty"],
+                                           frequency=c["frequency_penalty"], lengths=lengths,
+                                           prompt_lengths=prompt_lengths, last_n=last_n, out=x)
+        if c["no_repeat_ngram_size"] > 0:
+            ops.no_repeat_ngram(x, ids, c["no_repeat_ngram_size"], lengths=lengths, out=x)
+        if c["bad_words_ids"]:
+            ops.bad_words(x, ids, c["bad_words_ids"], lengths=lengths, out=x)
+        if c["logit_bias"]:
+            ops.logit_bias(x, c["logit_bias"], out=x)
+        if c["suppress_tokens"]:
+            ops.suppress_tokens(x, c["suppress_tokens"], out=x)
+        if c["allowed_token_ids"] is not None:
+            ops.allowed_tokens(x, c["allowed_token_ids"], out=x)
+        return x
+
+    def __call__(self, logits: Any, input_ids: Any = None, position: Any = None, *,
+                 prompt_lengths: Any = None, lengths: Any = None, seed: Any = None,
+                 return_logprobs: bool = False) -> Any:
+        """Pick one token per row.
+
+        Parameters
+        ----------
+        logits : array_like, shape (B, V) or (V,)
+        input_ids : array_like of int, shape (B, T), optional
+            The history so far (prompt included); required when a history penalty is set.
+        position : int or array of B ints, optional
+            Step counter for the random stream; defaults to each row's history length
+            (``lengths``, else T, else 0), which advances by itself in a decoding loop.
+        prompt_lengths : int or array of B ints, optional
+            Where the generated part of each history starts (for presence/frequency).
+        lengths : int or array of B ints, optional
+            Valid length of each history row (right padding).
+        seed : overrides the configured seed for this call.
+        return_logprobs : bool
+            Also return each chosen token's log-probability under the final distribution.
+        """
+        lg = as_logits(logits)
+        c = self._cfg
+        if self.edits_logits:
+            x = self._process(lg, input_ids, prompt_lengths, lengths)
+        else:
+            x = lg.array
+            if lg.bf16:
+                x = _to_work_array(lg)
+        if position is None:
+            if lengths is not None:
+                position = lengths
+            elif input_ids is not None:
+                position = np.shape(input_ids)[-1]
+            else:
+                position = 0
+        res = ops.sample(
+            x if not lg.one_d else x[0], temperature=c["temperature"], top_k=c["top_k"],
+            top_p=c["top_p"], min_p=c["min_p"], typical_p=c["typical_p"],
+            epsilon_cutoff=c["epsilon_cutoff"], eta_cutoff=c["eta_cutoff"],
+            top_n_sigma=c["top_n_sigma"], seed=c["seed"] if seed is None else seed,
+            position=position, order=c["order"], return_logprobs=return_logprobs,
+        )
+        if lg.torch:
+            import torch
+
+            if return_logprobs:
+                return torch.from_numpy(np.asarray(res[0])), torch.from_numpy(np.asarray(res[1]))
+            return torch.from_numpy(np.asarray(res))
+        return res
+
+
+_DEFAULTS = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, epsilon_cutoff=0.0,
+                 eta_cutoff=0.0, top_n_sigma=0.0, repetition_penalty=1.0, presence_penalty=0.0,
+                 frequency_penalty=0.0, penalty_last_n=None, no_repeat_ngram_size=0, logit_bias=None,
+                 bad_words_ids=None, suppress_tokens=None, allowed_token_ids=None, order="hf",
+                 seed=None)
+
+
+def _is_default(k: str, v: Any) -> bool:
+    d = _DEFAULTS.get(k, object())
+    try:
+        return bool(np.ndim(v) == 0 and v == d) or (v is None and d is None)
+    except Exception:
+        return False
