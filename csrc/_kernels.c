@@ -92,9 +92,20 @@ rows_from(PyObject *o, const char *name, int writable, fd_rows *r)
                      name, (PyObject *)PyArray_DESCR(a));
         return -1;
     }
+    if (writable && !PyArray_ISWRITEABLE(a)) {
+        PyErr_Format(PyExc_ValueError, "%s is read-only", name);
+        return -1;
+    }
     npy_intp isz = PyArray_ITEMSIZE(a);
     npy_intp *st = PyArray_STRIDES(a);
     npy_intp *sh = PyArray_DIMS(a);
+    if (sh[0] == 0) { /* nothing is read: NumPy may report any strides for an empty array */
+        r->data = PyArray_DATA(a);
+        r->n_rows = 0;
+        r->n_cols = sh[1];
+        r->row_stride = sh[1];
+        return 0;
+    }
     if (sh[1] > 1 && st[1] != isz) {
         PyErr_Format(PyExc_ValueError, "%s must have unit stride along the vocabulary axis", name);
         return -1;
@@ -108,10 +119,6 @@ rows_from(PyObject *o, const char *name, int writable, fd_rows *r)
     }
     if (sh[1] > INT32_MAX) {
         PyErr_Format(PyExc_ValueError, "%s has too many columns", name);
-        return -1;
-    }
-    if (writable && !PyArray_ISWRITEABLE(a)) {
-        PyErr_Format(PyExc_ValueError, "%s is read-only", name);
         return -1;
     }
     r->data = PyArray_DATA(a);
@@ -200,18 +207,18 @@ ids_from(PyObject *o, PyObject *begin, PyObject *end, int64_t n_rows, fd_ids *id
         return -1;
     }
     npy_intp *st = PyArray_STRIDES(a);
-    if (PyArray_DIM(a, 1) > 1 && st[1] != 8) {
+    if (n_rows > 0 && PyArray_DIM(a, 1) > 1 && st[1] != 8) {
         PyErr_SetString(PyExc_ValueError, "input_ids must have unit stride along the time axis");
         return -1;
     }
-    if (st[0] % 8 != 0) {
+    if (n_rows > 0 && st[0] % 8 != 0) {
         PyErr_SetString(PyExc_ValueError, "input_ids row stride must be a multiple of 8 bytes");
         return -1;
     }
     ids->data = PyArray_DATA(a);
     ids->n_rows = PyArray_DIM(a, 0);
     ids->n_cols = PyArray_DIM(a, 1);
-    ids->row_stride = st[0] / 8;
+    ids->row_stride = n_rows > 0 ? st[0] / 8 : 0;
     if (bounds_from(begin, "begin", n_rows, &ids->begin) < 0 ||
         bounds_from(end, "end", n_rows, &ids->end) < 0) {
         return -1;

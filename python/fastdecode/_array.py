@@ -72,7 +72,7 @@ class Logits:
         if self.torch:
             import torch
 
-            return torch.from_numpy(np.ascontiguousarray(out))
+            return torch.from_numpy(out)
         return out
 
 
@@ -94,6 +94,8 @@ def _torch_to_numpy(t: Any, name: str) -> tuple[np.ndarray, bool]:
 
 def _fix_layout(a: np.ndarray) -> np.ndarray:
     """Returns `a` itself when the binding can read it in place, else a C-ordered copy."""
+    if a.size == 0:
+        return np.empty(a.shape, dtype=a.dtype.newbyteorder("="))
     isz = a.dtype.itemsize
     ok = a.dtype.isnative and a.flags.aligned
     if ok and a.shape[1] > 1 and a.strides[1] != isz:
@@ -102,7 +104,9 @@ def _fix_layout(a: np.ndarray) -> np.ndarray:
         ok = False
     if ok:
         return a
-    return np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+    # astype(copy=True) always allocates fresh, aligned, C-ordered memory (ascontiguousarray
+    # would return a contiguous but misaligned array unchanged).
+    return a.astype(a.dtype.newbyteorder("="), order="C", copy=True)
 
 
 def as_logits(x: Any, name: str = "logits", *, dtype: str | None = None) -> Logits:
@@ -245,7 +249,7 @@ def as_ids_matrix(ids: Any, batch: int, name: str = "input_ids") -> np.ndarray:
             raise ValueError(f"{name} holds ids outside the int64 range")
         a = a.astype(np.int64)
     if a.shape[1] > 1 and a.strides[1] != 8 or a.strides[0] % 8 or not a.flags.aligned or not a.dtype.isnative:
-        a = np.ascontiguousarray(a, dtype=np.int64)
+        a = a.astype(np.int64, order="C", copy=True)
     return a
 
 

@@ -456,6 +456,8 @@ def bad_words(logits: Any, input_ids: Any, bad_words_ids: Sequence[Sequence[int]
     ids = as_ids_matrix(input_ids, lg.batch)
     if isinstance(bad_words_ids, (str, bytes)) or not isinstance(bad_words_ids, Sequence):
         raise TypeError("bad_words_ids must be a list of lists of token ids")
+    if any(not isinstance(w, (Sequence, np.ndarray)) or isinstance(w, (str, bytes)) for w in bad_words_ids):
+        raise TypeError("bad_words_ids must be a list of lists of token ids, e.g. [[5], [7, 8]]")
     words = [as_id_list(w, "bad_words_ids") for w in bad_words_ids]
     if any(w.size == 0 for w in words):
         raise ValueError("bad_words_ids must not contain empty sequences")
