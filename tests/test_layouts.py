@@ -221,3 +221,26 @@ def test_torch_bfloat16_values(rng):
                                   ref.filter_mask("top_p", vals, 0.7) & np.isfinite(vals))
     np.testing.assert_array_equal(fd.argmax(t).numpy(), np.argmax(vals, axis=1))
     np.testing.assert_allclose(fd.softmax(t).numpy(), ref.softmax(vals), rtol=1e-5, atol=1e-7)
+
+
+def test_uint16_bits_with_dtype_bfloat16_equal_torch_bfloat16():
+    """SPEC 1: bfloat16 arrives as a torch tensor or as uint16 bits with dtype="bfloat16"."""
+    torch = pytest.importorskip("torch", reason="torch provides the bfloat16 reference tensors")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 300, generator=g).bfloat16()
+    bits = x.view(torch.int16).numpy().view(np.uint16)
+    as_bits = lambda t: t.view(torch.int16).numpy().view(np.uint16)  # noqa: E731
+    for name, kw in [("top_k", dict(k=7)), ("top_p", dict(p=0.8)), ("min_p", dict(p=0.2)),
+                     ("typical_p", dict(mass=0.7)), ("epsilon_cutoff", dict(epsilon=3e-3))]:
+        got = getattr(fd, name)(bits, dtype="bfloat16", **kw)
+        assert got.dtype == np.uint16
+        np.testing.assert_array_equal(got, as_bits(getattr(fd, name)(x, **kw)))
+    np.testing.assert_array_equal(fd.softmax(bits, dtype="bfloat16"), fd.softmax(x).numpy())
+    np.testing.assert_array_equal(fd.sample(bits, dtype="bfloat16", seed=[1, 2, 3, 4], position=5),
+                                  fd.sample(x, seed=[1, 2, 3, 4], position=5).numpy())
+    np.testing.assert_array_equal(fd.Sampler(top_k=5, seed=9)(bits, dtype="bfloat16"),
+                                  fd.Sampler(top_k=5, seed=9)(x).numpy())
+    with pytest.raises(TypeError, match="logits"):
+        fd.top_k(bits.astype(np.float32), 3, dtype="bfloat16")
+    with pytest.raises(ValueError, match="dtype"):
+        fd.top_k(bits, 3, dtype="float8")

@@ -28,13 +28,15 @@ def _is_torch(x: Any) -> bool:
 class Logits:
     """A 2-D NumPy view of the caller's logits and what is needed to hand results back."""
 
-    __slots__ = ("array", "one_d", "torch", "bf16")
+    __slots__ = ("array", "one_d", "torch", "bf16", "restore")
 
-    def __init__(self, array: np.ndarray, one_d: bool, torch: bool, bf16: bool):
+    def __init__(self, array: np.ndarray, one_d: bool, torch: bool, bf16: bool,
+                 restore: np.dtype | None = None):
         self.array = array
         self.one_d = one_d
         self.torch = torch
         self.bf16 = bf16
+        self.restore = restore  # an ml_dtypes bfloat16 dtype to view uint16 results back as
 
     @property
     def batch(self) -> int:
@@ -53,6 +55,8 @@ class Logits:
 
             t = torch.from_numpy(out)
             return t.view(torch.bfloat16) if self.bf16 else t
+        if self.restore is not None:
+            return out.view(self.restore)
         return out
 
     def wrap_float(self, out: np.ndarray) -> Any:
@@ -113,6 +117,7 @@ def as_logits(x: Any, name: str = "logits", *, dtype: str | None = None) -> Logi
     """Coerces `x` to a 2-D logits view (see module docstring)."""
     torch_in = False
     bf16 = False
+    restore = None
     if _is_torch(x):
         torch_in = True
         a, bf16 = _torch_to_numpy(x, name)
@@ -130,6 +135,10 @@ def as_logits(x: Any, name: str = "logits", *, dtype: str | None = None) -> Logi
             raise TypeError(f"{name} must hold uint16 bits when dtype='bfloat16', got {a.dtype}")
         a = a.view(np.uint16)
         bf16 = True
+    elif a.dtype.name == "bfloat16":  # ml_dtypes.bfloat16 (JAX's NumPy dtype)
+        restore = a.dtype
+        a = a.view(np.uint16)
+        bf16 = True
     elif not bf16:
         if a.dtype.kind != "f" or a.dtype.newbyteorder("=") not in _FLOAT_DTYPES:
             raise TypeError(
@@ -144,7 +153,7 @@ def as_logits(x: Any, name: str = "logits", *, dtype: str | None = None) -> Logi
         raise ValueError(f"{name} must be 1-D (V,) or 2-D (B, V), got shape {a.shape}")
     if a.shape[1] == 0:
         raise ValueError(f"{name} must have at least one column (vocabulary size 0)")
-    return Logits(_fix_layout(a), one_d, torch_in, bf16)
+    return Logits(_fix_layout(a), one_d, torch_in, bf16, restore)
 
 
 def prepare_out(out: Any, lg: Logits, *, dtype: np.dtype | None = None) -> tuple[np.ndarray, Any]:
@@ -159,7 +168,7 @@ def prepare_out(out: Any, lg: Logits, *, dtype: np.dtype | None = None) -> tuple
     if _is_torch(out):
         o, _ = _torch_to_numpy(out, "out")
     elif isinstance(out, np.ndarray):
-        o = out
+        o = out.view(np.uint16) if out.dtype.name == "bfloat16" else out
     else:
         raise TypeError(f"out must be a numpy.ndarray or torch tensor, got {type(out).__name__}")
     if o.dtype != want:

@@ -1,7 +1,8 @@
 """The functional API: validate -> coerce -> one C call -> wrap.
 
-Every function takes logits of shape ``(B, V)`` or ``(V,)`` (NumPy float32/float64/float16, or a
-torch CPU tensor including bfloat16) and returns the caller's type and shape. Scalar parameters may
+Every function takes logits of shape ``(B, V)`` or ``(V,)`` (NumPy float32/float64/float16, a
+torch CPU tensor including bfloat16, an ``ml_dtypes`` bfloat16 array, or ``uint16`` bfloat16 bits
+with ``dtype="bfloat16"``) and returns the caller's type and shape. Scalar parameters may
 also be length-``B`` arrays, one value per row. Inputs are never modified unless passed as ``out=``.
 Computation happens in float32 (sums in float64); float16/bfloat16 are storage formats.
 
@@ -56,8 +57,8 @@ def _min_keep(v: Any, batch: int) -> np.ndarray:
 
 
 def _run_filter(kind: int, logits: Any, param: np.ndarray | None, pname: str, pkw: dict,
-                min_tokens_to_keep: Any, filter_value: Any, out: Any) -> Any:
-    lg = as_logits(logits)
+                min_tokens_to_keep: Any, filter_value: Any, out: Any, dtype: str | None) -> Any:
+    lg = as_logits(logits, dtype=dtype)
     p = row_param(param, lg.batch, pname, **pkw)
     mk = _min_keep(min_tokens_to_keep, lg.batch)
     fv = _filter_value(filter_value)
@@ -71,7 +72,8 @@ def _run_filter(kind: int, logits: Any, param: np.ndarray | None, pname: str, pk
 # probabilities
 
 
-def softmax(logits: Any, *, temperature: Any = 1.0, out: Any = None) -> Any:
+def softmax(logits: Any, *, temperature: Any = 1.0, out: Any = None,
+            dtype: str | None = None) -> Any:
     """Softmax of ``logits / temperature`` along the last axis.
 
     Parameters
@@ -92,16 +94,17 @@ def softmax(logits: Any, *, temperature: Any = 1.0, out: Any = None) -> Any:
     ``-inf`` logits get probability 0. A row with no finite logit raises ``ValueError``. Sums are
     accumulated in float64.
     """
-    return _softmax(logits, temperature, out, False)
+    return _softmax(logits, temperature, out, False, dtype)
 
 
-def log_softmax(logits: Any, *, temperature: Any = 1.0, out: Any = None) -> Any:
+def log_softmax(logits: Any, *, temperature: Any = 1.0, out: Any = None,
+                dtype: str | None = None) -> Any:
     """Log-softmax of ``logits / temperature`` (see :func:`softmax`); ``-inf`` where p is 0."""
-    return _softmax(logits, temperature, out, True)
+    return _softmax(logits, temperature, out, True, dtype)
 
 
-def _softmax(logits: Any, temperature: Any, out: Any, log: bool) -> Any:
-    lg = as_logits(logits)
+def _softmax(logits: Any, temperature: Any, out: Any, log: bool, dtype: str | None) -> Any:
+    lg = as_logits(logits, dtype=dtype)
     t = row_param(temperature, lg.batch, "temperature", lo=0.0, hi=math.inf, hi_open=True)
     want = np.float64 if lg.array.dtype == np.float64 else np.float32
     o, ret = prepare_out(out, lg, dtype=np.dtype(want))
@@ -110,20 +113,20 @@ def _softmax(logits: Any, temperature: Any, out: Any, log: bool) -> Any:
     return ret if ret is not None else lg.wrap_float(o)
 
 
-def entropy(logits: Any) -> Any:
+def entropy(logits: Any, *, dtype: str | None = None) -> Any:
     """Shannon entropy ``H = -sum p log p`` of ``softmax(logits)`` in nats, per row (float64).
 
     ``-inf`` logits contribute nothing. Returns shape (B,), or a 0-d array for a 1-D input.
     """
-    lg = as_logits(logits)
+    lg = as_logits(logits, dtype=dtype)
     h = np.empty(lg.batch, dtype=np.float64)
     _k.entropy(lg.array, h, None)
     return lg.wrap_rows(h)
 
 
-def varentropy(logits: Any) -> Any:
+def varentropy(logits: Any, *, dtype: str | None = None) -> Any:
     """Varentropy ``sum p (log p + H)^2``: the variance of the surprisal ``-log p`` under p (nats²)."""
-    lg = as_logits(logits)
+    lg = as_logits(logits, dtype=dtype)
     v = np.empty(lg.batch, dtype=np.float64)
     _k.entropy(lg.array, None, v)
     return lg.wrap_rows(v)
@@ -148,7 +151,7 @@ _FILTER_DOC_PARAMS = """
 
 
 def top_k(logits: Any, k: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
-          out: Any = None) -> Any:
+          out: Any = None, dtype: str | None = None) -> Any:
     """Keep the ``k`` highest logits of each row (HF ``TopKLogitsWarper``).
 
     Parameters
@@ -164,11 +167,11 @@ def top_k(logits: Any, k: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
     removed). Found by radix selection, no sort.
     """
     return _run_filter(_k.TOP_K, logits, k, "k", dict(lo=0, integer=True), min_tokens_to_keep,
-                       filter_value, out)
+                       filter_value, out, dtype)
 
 
 def top_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
-          out: Any = None) -> Any:
+          out: Any = None, dtype: str | None = None) -> Any:
     """Nucleus filter: keep the smallest top set whose probability mass reaches ``p`` (HF ``TopPLogitsWarper``).
 
     Parameters
@@ -184,11 +187,11 @@ def top_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
     Among equal logits the lowest token id comes first in the walk. Sort-free (radix selection).
     """
     return _run_filter(_k.TOP_P, logits, p, "p", dict(lo=0.0, hi=1.0), min_tokens_to_keep,
-                       filter_value, out)
+                       filter_value, out, dtype)
 
 
 def min_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
-          out: Any = None) -> Any:
+          out: Any = None, dtype: str | None = None) -> Any:
     """Keep tokens with ``prob >= p * max prob`` (HF ``MinPLogitsWarper``).
 
     Parameters
@@ -203,11 +206,11 @@ def min_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
     highest logits always survive.
     """
     return _run_filter(_k.MIN_P, logits, p, "p", dict(lo=0.0, hi=1.0), min_tokens_to_keep,
-                       filter_value, out)
+                       filter_value, out, dtype)
 
 
 def typical_p(logits: Any, mass: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
-              out: Any = None) -> Any:
+              out: Any = None, dtype: str | None = None) -> Any:
     """Locally typical filter (Meister et al. 2022; HF ``TypicalLogitsWarper``).
 
     Parameters
@@ -223,11 +226,11 @@ def typical_p(logits: Any, mass: Any, *, min_tokens_to_keep: Any = 1, filter_val
     This is HF's rule; llama.cpp's ``typical`` differs on ties (it stops at the crossing token).
     """
     return _run_filter(_k.TYPICAL, logits, mass, "mass", dict(lo=0.0, hi=1.0), min_tokens_to_keep,
-                       filter_value, out)
+                       filter_value, out, dtype)
 
 
 def epsilon_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
-                   filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+                   filter_value: Any = _NEG_INF, out: Any = None, dtype: str | None = None) -> Any:
     """Remove tokens with probability below ``epsilon`` (Hewitt et al. 2022; HF ``EpsilonLogitsWarper``).
 
     Parameters
@@ -241,11 +244,11 @@ def epsilon_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
     Removed: ``p < epsilon`` and ``logit < (min_tokens_to_keep-th highest logit)``.
     """
     return _run_filter(_k.EPSILON, logits, epsilon, "epsilon", dict(lo=0.0, hi=1.0, hi_open=True),
-                       min_tokens_to_keep, filter_value, out)
+                       min_tokens_to_keep, filter_value, out, dtype)
 
 
 def eta_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
-               filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+               filter_value: Any = _NEG_INF, out: Any = None, dtype: str | None = None) -> Any:
     """Entropy-dependent cutoff (Hewitt et al. 2022; HF ``EtaLogitsWarper``).
 
     Parameters
@@ -260,11 +263,11 @@ def eta_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
     removed: ``p < eta`` and ``logit < (min_tokens_to_keep-th highest logit)``.
     """
     return _run_filter(_k.ETA, logits, epsilon, "epsilon", dict(lo=0.0, hi=1.0, hi_open=True),
-                       min_tokens_to_keep, filter_value, out)
+                       min_tokens_to_keep, filter_value, out, dtype)
 
 
 def top_n_sigma(logits: Any, n: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
-                out: Any = None) -> Any:
+                out: Any = None, dtype: str | None = None) -> Any:
     """Keep logits within ``n`` standard deviations of the maximum (Tang et al. 2024, arXiv 2411.07641).
 
     Parameters
@@ -279,16 +282,16 @@ def top_n_sigma(logits: Any, n: Any, *, min_tokens_to_keep: Any = 1, filter_valu
     logits of the row (llama.cpp ``top_n_sigma``). Invariant to temperature.
     """
     return _run_filter(_k.TOP_N_SIGMA, logits, n, "n", dict(lo=-math.inf, hi=math.inf, hi_open=True),
-                       min_tokens_to_keep, filter_value, out)
+                       min_tokens_to_keep, filter_value, out, dtype)
 
 
 # --------------------------------------------------------------------------------------------
 # penalties and constraints
 
 
-def _inplace_target(logits: Any, out: Any) -> tuple[Logits, np.ndarray, Any]:
+def _inplace_target(logits: Any, out: Any, dtype: str | None) -> tuple[Logits, np.ndarray, Any]:
     """Logits, the 2-D array the in-place kernel edits, and what to return."""
-    lg = as_logits(logits)
+    lg = as_logits(logits, dtype=dtype)
     o, ret = prepare_out(out, lg)
     resolve_alias(lg, o)
     if o is not lg.array:
@@ -301,7 +304,8 @@ def _done(lg: Logits, o: np.ndarray, ret: Any) -> Any:
 
 
 def repetition_penalty(logits: Any, input_ids: Any, penalty: Any, *, lengths: Any = None,
-                       prompt_ignore_length: Any = None, last_n: Any = None, out: Any = None) -> Any:
+                       prompt_ignore_length: Any = None, last_n: Any = None, out: Any = None,
+                       dtype: str | None = None) -> Any:
     """CTRL repetition penalty (HF ``RepetitionPenaltyLogitsProcessor``).
 
     Parameters
@@ -325,7 +329,7 @@ def repetition_penalty(logits: Any, input_ids: Any, penalty: Any, *, lengths: An
     ``z * penalty`` if ``z < 0`` else ``z / penalty`` (computed in float32). Ids must lie in
     ``[0, V)``; HF silently ignores ids ``>= V``, fastdecode raises.
     """
-    lg, o, ret = _inplace_target(logits, out)
+    lg, o, ret = _inplace_target(logits, out, dtype)
     ids = as_ids_matrix(input_ids, lg.batch)
     pen = row_param(penalty, lg.batch, "penalty", lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     b, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths, begin=prompt_ignore_length,
@@ -337,7 +341,7 @@ def repetition_penalty(logits: Any, input_ids: Any, penalty: Any, *, lengths: An
 def presence_frequency_penalty(logits: Any, input_ids: Any, *, presence: Any = 0.0,
                                frequency: Any = 0.0, lengths: Any = None,
                                prompt_lengths: Any = None, last_n: Any = None,
-                               out: Any = None) -> Any:
+                               out: Any = None, dtype: str | None = None) -> Any:
     """OpenAI/vLLM presence and frequency penalties.
 
     ``z -= frequency * count + presence * (count > 0)`` where ``count`` is how often the token
@@ -345,7 +349,7 @@ def presence_frequency_penalty(logits: Any, input_ids: Any, *, presence: Any = 0
     tokens). vLLM counts generated tokens only: pass the prompt lengths as ``prompt_lengths``.
     Penalties may be negative (to encourage repetition).
     """
-    lg, o, ret = _inplace_target(logits, out)
+    lg, o, ret = _inplace_target(logits, out, dtype)
     ids = as_ids_matrix(input_ids, lg.batch)
     pres = row_param(presence, lg.batch, "presence", lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)
     freq = row_param(frequency, lg.batch, "frequency", lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)
@@ -355,12 +359,12 @@ def presence_frequency_penalty(logits: Any, input_ids: Any, *, presence: Any = 0
 
 
 def no_repeat_ngram(logits: Any, input_ids: Any, n: int, *, lengths: Any = None,
-                    filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+                    filter_value: Any = _NEG_INF, out: Any = None, dtype: str | None = None) -> Any:
     """Ban every token that would complete an n-gram already in the history (HF ``NoRepeatNGramLogitsProcessor``).
 
     Nothing is banned while the history is shorter than ``n``. ``n = 1`` bans every token seen.
     """
-    lg, o, ret = _inplace_target(logits, out)
+    lg, o, ret = _inplace_target(logits, out, dtype)
     ids = as_ids_matrix(input_ids, lg.batch)
     nn = int(row_param(n, 1, "n", lo=1, integer=True)[0])
     _, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths)
@@ -368,7 +372,8 @@ def no_repeat_ngram(logits: Any, input_ids: Any, n: int, *, lengths: Any = None,
     return _done(lg, o, ret)
 
 
-def logit_bias(logits: Any, bias: Mapping[int, float] | tuple[Any, Any], *, out: Any = None) -> Any:
+def logit_bias(logits: Any, bias: Mapping[int, float] | tuple[Any, Any], *, out: Any = None,
+               dtype: str | None = None) -> Any:
     """Add a bias to chosen tokens (OpenAI/vLLM ``logit_bias``).
 
     Parameters
@@ -376,7 +381,7 @@ def logit_bias(logits: Any, bias: Mapping[int, float] | tuple[Any, Any], *, out:
     bias : dict {token_id: value} or (ids, values)
         ``values`` may be (n,) (shared) or (B, n) (one row of biases per batch row).
     """
-    lg, o, ret = _inplace_target(logits, out)
+    lg, o, ret = _inplace_target(logits, out, dtype)
     if isinstance(bias, Mapping):
         ids = as_id_list(list(bias.keys()), "bias")
         vals = np.asarray(list(bias.values()), dtype=np.float64)
@@ -393,9 +398,10 @@ def logit_bias(logits: Any, bias: Mapping[int, float] | tuple[Any, Any], *, out:
     return _done(lg, o, ret)
 
 
-def suppress_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+def suppress_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out: Any = None,
+                    dtype: str | None = None) -> Any:
     """Set the given token ids to ``filter_value`` in every row (HF ``SuppressTokensLogitsProcessor``)."""
-    lg, o, ret = _inplace_target(logits, out)
+    lg, o, ret = _inplace_target(logits, out, dtype)
     _k.suppress_tokens(o, as_id_list(ids, "ids"), _filter_value(filter_value))
     return _done(lg, o, ret)
 
@@ -417,14 +423,16 @@ def pack_bitmask(ids: Any, vocab_size: int) -> np.ndarray:
     return words if rows is not None else words[0]
 
 
-def allowed_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+def allowed_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out: Any = None,
+                   dtype: str | None = None) -> Any:
     """Keep only the given token ids (a whitelist; one list, or one list per row)."""
-    lg = as_logits(logits)
-    return allowed_tokens_bitmask(logits, pack_bitmask(ids, lg.vocab), filter_value=filter_value, out=out)
+    lg = as_logits(logits, dtype=dtype)
+    return allowed_tokens_bitmask(logits, pack_bitmask(ids, lg.vocab), filter_value=filter_value,
+                                  out=out, dtype=dtype)
 
 
 def allowed_tokens_bitmask(logits: Any, bitmask: Any, *, filter_value: Any = _NEG_INF,
-                           out: Any = None) -> Any:
+                           out: Any = None, dtype: str | None = None) -> Any:
     """Apply a packed token bitmask (the structured-output layout).
 
     Parameters
@@ -432,7 +440,7 @@ def allowed_tokens_bitmask(logits: Any, bitmask: Any, *, filter_value: Any = _NE
     bitmask : int32 or uint32 array, shape (ceil(V/32),) or (B, ceil(V/32))
         Bit ``i % 32`` (little-endian) of word ``i // 32`` set means token ``i`` is allowed.
     """
-    lg, o, ret = _inplace_target(logits, out)
+    lg, o, ret = _inplace_target(logits, out, dtype)
     m = np.asarray(bitmask.cpu().numpy() if hasattr(bitmask, "cpu") else bitmask)
     if m.dtype not in (np.dtype(np.int32), np.dtype(np.uint32)):
         raise TypeError(f"bitmask must be int32 or uint32 words, got {m.dtype}")
@@ -446,13 +454,14 @@ def allowed_tokens_bitmask(logits: Any, bitmask: Any, *, filter_value: Any = _NE
 
 
 def bad_words(logits: Any, input_ids: Any, bad_words_ids: Sequence[Sequence[int]], *,
-              lengths: Any = None, filter_value: Any = _NEG_INF, out: Any = None) -> Any:
+              lengths: Any = None, filter_value: Any = _NEG_INF, out: Any = None,
+              dtype: str | None = None) -> Any:
     """Ban words given as token sequences (HF ``NoBadWordsLogitsProcessor``).
 
     A single-token word is always banned; a longer word bans its last token when the history ends
     with the rest of it.
     """
-    lg, o, ret = _inplace_target(logits, out)
+    lg, o, ret = _inplace_target(logits, out, dtype)
     ids = as_ids_matrix(input_ids, lg.batch)
     if isinstance(bad_words_ids, (str, bytes)) or not isinstance(bad_words_ids, Sequence):
         raise TypeError("bad_words_ids must be a list of lists of token ids")
@@ -473,12 +482,12 @@ def bad_words(logits: Any, input_ids: Any, bad_words_ids: Sequence[Sequence[int]
 # picking
 
 
-def argmax(logits: Any) -> Any:
+def argmax(logits: Any, *, dtype: str | None = None) -> Any:
     """Index of the maximum of each row; the first one on ties (as numpy/torch argmax).
 
     Returns int64 (B,), or a 0-d array for a 1-D input. NaN logits raise ``ValueError``.
     """
-    lg = as_logits(logits)
+    lg = as_logits(logits, dtype=dtype)
     o = np.empty(lg.batch, dtype=np.int64)
     _k.argmax(lg.array, o)
     return lg.wrap_rows(o)
@@ -520,7 +529,8 @@ def _positions(position: Any, batch: int) -> np.ndarray:
 def sample(logits: Any, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 1.0,
            min_p: Any = 0.0, typical_p: Any = 1.0, epsilon_cutoff: Any = 0.0,
            eta_cutoff: Any = 0.0, top_n_sigma: Any = 0.0, seed: Any = None, position: Any = 0,
-           order: str = "hf", return_logprobs: bool = False, uniforms: Any = None) -> Any:
+           order: str = "hf", return_logprobs: bool = False, uniforms: Any = None,
+           dtype: str | None = None) -> Any:
     """Draw one token per row through the whole filter chain in one C call.
 
     Parameters
@@ -557,7 +567,7 @@ def sample(logits: Any, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 
     the surviving tokens in ascending id order, with weights ``exp(z - max)`` summed in float64,
     and ``u`` a 53-bit uniform from Philox4x32-10 keyed by (seed, position).
     """
-    lg = as_logits(logits)
+    lg = as_logits(logits, dtype=dtype)
     b = lg.batch
     if order not in _ORDERS:
         raise ValueError(f"order must be 'hf' or 'llama.cpp', got {order!r}")

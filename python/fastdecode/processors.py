@@ -145,9 +145,9 @@ class Sampler:
         return self.needs_history or bool(c["logit_bias"] or c["suppress_tokens"] or c["allowed_token_ids"] is not None)
 
     def process(self, logits: Any, input_ids: Any = None, *, prompt_lengths: Any = None,
-                lengths: Any = None) -> np.ndarray:
+                lengths: Any = None, dtype: str | None = None) -> np.ndarray:
         """The penalised logits (a new float32/float64 (B, V) array) before the filters and pick."""
-        lg = as_logits(logits)
+        lg = as_logits(logits, dtype=dtype)
         return self._process(lg, input_ids, prompt_lengths, lengths)
 
     def _process(self, lg, input_ids, prompt_lengths, lengths) -> np.ndarray:
@@ -179,7 +179,7 @@ class Sampler:
 
     def __call__(self, logits: Any, input_ids: Any = None, position: Any = None, *,
                  prompt_lengths: Any = None, lengths: Any = None, seed: Any = None,
-                 return_logprobs: bool = False) -> Any:
+                 return_logprobs: bool = False, dtype: str | None = None) -> Any:
         """Pick one token per row.
 
         Parameters
@@ -197,8 +197,10 @@ class Sampler:
         seed : overrides the configured seed for this call.
         return_logprobs : bool
             Also return each chosen token's log-probability under the final distribution.
+        dtype : "bfloat16", optional
+            Read ``uint16`` logits as bfloat16 bits.
         """
-        lg = as_logits(logits)
+        lg = as_logits(logits, dtype=dtype)
         c = self._cfg
         if self.edits_logits:
             x = self._process(lg, input_ids, prompt_lengths, lengths)
