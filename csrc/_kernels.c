@@ -278,6 +278,17 @@ raise_status(fd_status st, const fd_errinfo *e, const char *fname, const char *i
     }
 }
 
+/* The common tail of an entry point: None on success, else the mapped exception. */
+static PyObject *
+finish(fd_status st, const fd_errinfo *e, const char *fname, const char *ids_name)
+{
+    if (st != FD_OK) {
+        raise_status(st, e, fname, ids_name);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 #define BEGIN_CALL(size)                                                                       \
     PyThreadState *_save = NULL;                                                               \
     if ((size) >= FD_GIL_MINSIZE) {                                                            \
@@ -344,11 +355,7 @@ k_filter(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         st = fd_filter((fd_filter_kind)kind, &x, &out, param, min_keep, fv, ws, &e);
         END_CALL();
     }
-    if (st != FD_OK) {
-        raise_status(st, &e, "filter", "ids");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
+    result = finish(st, &e, "filter", "ids");
 done:
     PyMem_RawFree(raw);
     return result;
@@ -386,11 +393,7 @@ k_softmax(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         st = fd_softmax(&x, &out, t, lg, ws, &e);
         END_CALL();
     }
-    if (st != FD_OK) {
-        raise_status(st, &e, "softmax", "ids");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
+    result = finish(st, &e, "softmax", "ids");
 done:
     PyMem_RawFree(raw);
     return result;
@@ -426,11 +429,7 @@ k_entropy(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         st = fd_entropy(&x, h, v, ws, &e);
         END_CALL();
     }
-    if (st != FD_OK) {
-        raise_status(st, &e, "entropy", "ids");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
+    result = finish(st, &e, "entropy", "ids");
 done:
     PyMem_RawFree(raw);
     return result;
@@ -454,11 +453,7 @@ k_argmax(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         st = fd_argmax(&x, o, &e);
         END_CALL();
     }
-    if (st != FD_OK) {
-        raise_status(st, &e, "argmax", "ids");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
+    result = finish(st, &e, "argmax", "ids");
 done:
     return result;
 }
@@ -553,115 +548,82 @@ k_sample(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         st = fd_sample(&x, &sp, &rng, tokens, logprob, ws, &e);
         END_CALL();
     }
-    if (st != FD_OK) {
-        raise_status(st, &e, "sample", "ids");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
+    result = finish(st, &e, "sample", "ids");
 done:
     PyMem_RawFree(raw);
     return result;
 }
 
-/* Shared front half of the history-based penalties: x (in place), ids, begin, end. */
+/* Shared front half of the history-based kernels: x (edited in place), ids, begin, end. */
 static int
 penalty_args(PyObject *const *args, fd_rows *x, fd_ids *ids)
 {
-    if (rows_from(args[0], "logits", 1, x) < 0 || ids_from(args[1], args[2], args[3], x->n_rows, ids) < 0) {
+    if (rows_from(args[0], "logits", 1, x) < 0 ||
+        ids_from(args[1], args[2], args[3], x->n_rows, ids) < 0) {
         return -1;
     }
     return 0;
 }
 
-/* repetition_penalty(x, ids, begin, end, penalty) */
+/* history_penalty(kind, x, ids, begin, end, a, b): the penalties that read token histories,
+ * editing x in place. kind 0: repetition (a = penalty); 1: presence/frequency (a = presence,
+ * b = frequency); 2: no-repeat n-gram (a = n as an int, b = filter_value as a float). */
 static PyObject *
-k_repetition_penalty(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+k_history_penalty(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
+    static const char *const fnames[3] = {"repetition_penalty", "presence_frequency_penalty",
+                                          "no_repeat_ngram"};
     PyObject *result = NULL;
     void *raw = NULL;
     fd_rows x;
     fd_ids ids;
-    fd_param pen;
-    if (check_nargs("repetition_penalty", nargs, 5) < 0 || penalty_args(args, &x, &ids) < 0 ||
-        param_from(args[4], "penalty", x.n_rows, &pen) < 0) {
+    fd_param a, b;
+    long long n = 0;
+    double fv = 0.0;
+    if (check_nargs("history_penalty", nargs, 7) < 0) {
         goto done;
+    }
+    long kind = PyLong_AsLong(args[0]);
+    if (kind == -1 && PyErr_Occurred()) {
+        goto done;
+    }
+    if (kind < 0 || kind > 2) {
+        PyErr_SetString(PyExc_ValueError, "unknown history penalty kind");
+        goto done;
+    }
+    if (penalty_args(args + 1, &x, &ids) < 0) {
+        goto done;
+    }
+    if (kind == 0) {
+        if (param_from(args[5], "penalty", x.n_rows, &a) < 0) {
+            goto done;
+        }
+    }
+    else if (kind == 1) {
+        if (param_from(args[5], "presence", x.n_rows, &a) < 0 ||
+            param_from(args[6], "frequency", x.n_rows, &b) < 0) {
+            goto done;
+        }
+    }
+    else {
+        n = PyLong_AsLongLong(args[5]);
+        if (n == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        fv = PyFloat_AsDouble(args[6]);
+        if (fv == -1.0 && PyErr_Occurred()) {
+            goto done;
+        }
     }
     void *ws = ws_alloc(fd_penalty_workspace(x.n_cols), &raw);
     if (ws == NULL) {
         goto done;
     }
     fd_errinfo e = {-1, -1};
-    fd_status st = fd_repetition_penalty(&x, &ids, pen, ws, &e);
-    if (st != FD_OK) {
-        raise_status(st, &e, "repetition_penalty", "input_ids");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
-done:
-    PyMem_RawFree(raw);
-    return result;
-}
-
-/* presence_frequency(x, ids, begin, end, presence, frequency) */
-static PyObject *
-k_presence_frequency(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
-{
-    PyObject *result = NULL;
-    void *raw = NULL;
-    fd_rows x;
-    fd_ids ids;
-    fd_param pres, freq;
-    if (check_nargs("presence_frequency", nargs, 6) < 0 || penalty_args(args, &x, &ids) < 0 ||
-        param_from(args[4], "presence", x.n_rows, &pres) < 0 ||
-        param_from(args[5], "frequency", x.n_rows, &freq) < 0) {
-        goto done;
-    }
-    void *ws = ws_alloc(fd_penalty_workspace(x.n_cols), &raw);
-    if (ws == NULL) {
-        goto done;
-    }
-    fd_errinfo e = {-1, -1};
-    fd_status st = fd_presence_frequency(&x, &ids, pres, freq, ws, &e);
-    if (st != FD_OK) {
-        raise_status(st, &e, "presence_frequency_penalty", "input_ids");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
-done:
-    PyMem_RawFree(raw);
-    return result;
-}
-
-/* no_repeat_ngram(x, ids, begin, end, n, filter_value) */
-static PyObject *
-k_no_repeat_ngram(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
-{
-    PyObject *result = NULL;
-    void *raw = NULL;
-    fd_rows x;
-    fd_ids ids;
-    if (check_nargs("no_repeat_ngram", nargs, 6) < 0 || penalty_args(args, &x, &ids) < 0) {
-        goto done;
-    }
-    long long n = PyLong_AsLongLong(args[4]);
-    if (n == -1 && PyErr_Occurred()) {
-        goto done;
-    }
-    double fv = PyFloat_AsDouble(args[5]);
-    if (fv == -1.0 && PyErr_Occurred()) {
-        goto done;
-    }
-    void *ws = ws_alloc(fd_penalty_workspace(x.n_cols), &raw);
-    if (ws == NULL) {
-        goto done;
-    }
-    fd_errinfo e = {-1, -1};
-    fd_status st = fd_no_repeat_ngram(&x, &ids, (int64_t)n, fv, ws, &e);
-    if (st != FD_OK) {
-        raise_status(st, &e, "no_repeat_ngram", "input_ids");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
+    fd_status st = kind == 0   ? fd_repetition_penalty(&x, &ids, a, ws, &e)
+                   : kind == 1 ? fd_presence_frequency(&x, &ids, a, b, ws, &e)
+                               : fd_no_repeat_ngram(&x, &ids, (int64_t)n, fv, ws, &e);
+    result = finish(st, &e, fnames[kind], "input_ids");
 done:
     PyMem_RawFree(raw);
     return result;
@@ -692,11 +654,7 @@ k_logit_bias(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     }
     fd_errinfo e = {-1, -1};
     fd_status st = fd_logit_bias(&x, ids, n, PyArray_DATA(v), PyArray_NDIM(v) == 2 ? n : 0, &e);
-    if (st != FD_OK) {
-        raise_status(st, &e, "logit_bias", "bias");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
+    result = finish(st, &e, "logit_bias", "bias");
 done:
     return result;
 }
@@ -719,11 +677,7 @@ k_suppress_tokens(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     }
     fd_errinfo e = {-1, -1};
     fd_status st = fd_suppress_tokens(&x, ids, n, fv, &e);
-    if (st != FD_OK) {
-        raise_status(st, &e, "suppress_tokens", "ids");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
+    result = finish(st, &e, "suppress_tokens", "ids");
 done:
     return result;
 }
@@ -761,11 +715,7 @@ k_apply_bitmask(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
                               PyArray_DIM(w, 0) == 1 ? 0 : PyArray_DIM(w, 1), fv, &e);
         END_CALL();
     }
-    if (st != FD_OK) {
-        raise_status(st, &e, "allowed_tokens_bitmask", "bitmask");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
+    result = finish(st, &e, "allowed_tokens_bitmask", "bitmask");
 done:
     return result;
 }
@@ -800,11 +750,7 @@ k_bad_words(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     }
     fd_errinfo e = {-1, -1};
     fd_status st = fd_bad_words(&x, &ids, flat, off, noff - 1, fv, &e);
-    if (st != FD_OK) {
-        raise_status(st, &e, "bad_words", e.row >= 0 ? "input_ids" : "bad_words_ids");
-        goto done;
-    }
-    result = (Py_INCREF(Py_None), Py_None);
+    result = finish(st, &e, "bad_words", e.row >= 0 ? "input_ids" : "bad_words_ids");
 done:
     return result;
 }
@@ -842,11 +788,7 @@ static PyMethodDef kernels_methods[] = {
     {"entropy", (PyCFunction)(void (*)(void))k_entropy, METH_FASTCALL, NULL},
     {"argmax", (PyCFunction)(void (*)(void))k_argmax, METH_FASTCALL, NULL},
     {"sample", (PyCFunction)(void (*)(void))k_sample, METH_FASTCALL, NULL},
-    {"repetition_penalty", (PyCFunction)(void (*)(void))k_repetition_penalty, METH_FASTCALL,
-     NULL},
-    {"presence_frequency", (PyCFunction)(void (*)(void))k_presence_frequency, METH_FASTCALL,
-     NULL},
-    {"no_repeat_ngram", (PyCFunction)(void (*)(void))k_no_repeat_ngram, METH_FASTCALL, NULL},
+    {"history_penalty", (PyCFunction)(void (*)(void))k_history_penalty, METH_FASTCALL, NULL},
     {"logit_bias", (PyCFunction)(void (*)(void))k_logit_bias, METH_FASTCALL, NULL},
     {"suppress_tokens", (PyCFunction)(void (*)(void))k_suppress_tokens, METH_FASTCALL, NULL},
     {"apply_bitmask", (PyCFunction)(void (*)(void))k_apply_bitmask, METH_FASTCALL, NULL},

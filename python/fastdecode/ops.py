@@ -334,7 +334,7 @@ def repetition_penalty(logits: Any, input_ids: Any, penalty: Any, *, lengths: An
     pen = row_param(penalty, lg.batch, "penalty", lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     b, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths, begin=prompt_ignore_length,
                       last_n=last_n, begin_name="prompt_ignore_length")
-    _k.repetition_penalty(o, ids, b, e, pen)
+    _k.history_penalty(0, o, ids, b, e, pen, None)
     return _done(lg, o, ret)
 
 
@@ -354,7 +354,7 @@ def presence_frequency_penalty(logits: Any, input_ids: Any, *, presence: Any = 0
     pres = row_param(presence, lg.batch, "presence", lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)
     freq = row_param(frequency, lg.batch, "frequency", lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)
     b, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths, begin=prompt_lengths, last_n=last_n)
-    _k.presence_frequency(o, ids, b, e, pres, freq)
+    _k.history_penalty(1, o, ids, b, e, pres, freq)
     return _done(lg, o, ret)
 
 
@@ -368,7 +368,7 @@ def no_repeat_ngram(logits: Any, input_ids: Any, n: int, *, lengths: Any = None,
     ids = as_ids_matrix(input_ids, lg.batch)
     nn = int(row_param(n, 1, "n", lo=1, integer=True)[0])
     _, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths)
-    _k.no_repeat_ngram(o, ids, None, e, nn, _filter_value(filter_value))
+    _k.history_penalty(2, o, ids, None, e, nn, _filter_value(filter_value))
     return _done(lg, o, ret)
 
 
