@@ -11,7 +11,7 @@ setup(
             sources=["csrc/_kernels.c"] + sorted(glob.glob("csrc/core/*.c")),
             include_dirs=["csrc/include", "csrc/core", numpy.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_25_API_VERSION")],
-            extra_compile_args=["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wextra",
+            extra_compile_args=["-O3", "-std=c11", "-fno-math-errno", "-ffp-contract=off", "-Wall", "-Wextra",
                                 "-Wno-unused-parameter"],
         )
     ]

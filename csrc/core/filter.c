@@ -10,7 +10,9 @@
  * first" is simply list order, and a stable compaction keeps the ids sorted for the next filter.
  *
  * Passes over n candidates, V = n for the dense driver:
- *   top-k        radix count select (2 full passes) + compaction.
+ *   top-k        dense driver: block maxima (one vectorised pass) and the block-max candidate
+ *                filter of select.c, then the radix count select on the short list; the radix
+ *                select on the whole list when the block filter does not apply (k > V / 64).
  *   top-p        max, exp weights (stored) + their double sum, radix weight select (2), compaction.
  *                The tie group at the crossing value is resolved by walking it in id order with
  *                the running mass; min_keep beyond that is a count select.
@@ -436,7 +438,17 @@ fd_status fd_filter(fd_filter_kind kind, const fd_rows *in, const fd_rows *out, 
         case FD_FILTER_TOP_K: {
             if (p != 0.0) {
                 int64_t k = p < (double)V ? (int64_t)p : V;
-                n = fdi_top_k(v, id, V, k > keep ? k : keep, fws_);
+                k = k > keep ? k : keep;
+                int64_t c = -1;
+                if (k < V) {
+                    /* the block-max filter (select.c) shortens the list in place first; bm lives
+                     * in the filter scratch's score row, unused until fdi_top_k */
+                    size_t av = fdi_align64((size_t)V * 4);
+                    float *bm = (float *)((char *)fws_ + av);
+                    (void)fdi_ops()->block_max(v, V, bm);
+                    c = fdi_block_candidates(v, V, bm, k, 0.0f, v, id, (char *)fws_ + 2 * av);
+                }
+                n = fdi_top_k(v, id, c >= 0 ? c : V, k, fws_);
             }
             break;
         }

@@ -21,6 +21,11 @@ size_t fdi_workspace(int64_t n);
 
 /* Max of v[0..n) (-inf if n == 0 or all -inf). */
 float fdi_max(const float *v, int64_t n);
+/* Max and first index of the max (-1: all -inf); nonzero if x holds NaN or +inf. */
+int fdi_argmax_check(const float *x, int64_t n, float *max, int64_t *arg);
+/* Top-k candidates of x by its 64-element block maxima bm (select.c); -1 if not applicable. */
+int64_t fdi_block_candidates(const float *x, int64_t n, const float *bm, int64_t k, float t_div,
+                             float *v, int32_t *id, void *radix);
 /* sum exp(v - max) in double; -inf entries add 0. */
 double fdi_sum_exp(const float *v, int64_t n, float max);
 
@@ -32,6 +37,34 @@ int64_t fdi_typical(float *v, int32_t *id, int64_t n, double mass, int64_t min_k
 int64_t fdi_epsilon(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, void *ws);
 int64_t fdi_eta(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, void *ws);
 int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, void *ws);
+
+/* Run-time ISA dispatch (isa.c): the row kernels, one copy per instruction set, all giving
+ * bitwise-identical results. fdi_ops() returns the table of the level chosen on first use (the best
+ * the CPU supports, or FASTDECODE_ISA = portable | avx2 | avx512); fdi_set_isa forces a level
+ * (clamped to what the CPU supports; -1 = best) and returns the level in effect -- for tests. */
+enum { FDI_ISA_PORTABLE = 0, FDI_ISA_AVX2 = 1, FDI_ISA_AVX512 = 2 };
+typedef struct {
+    const char *name;
+    /* bm[b] = max of x[64b .. min(64b + 64, n)) (a zero maximum as +0); nonzero if x holds NaN or
+     * +inf */
+    int (*block_max)(const float *x, int64_t n, float *bm);
+    /* sum of exp(x - shift) in double (8 lanes, see isa.c); out (may be NULL) receives the
+     * float32 weights */
+    double (*exp_sum)(const float *x, int64_t n, float shift, float *out);
+    void (*exp)(const float *x, int64_t n, float shift, float *out);
+    /* out[i] = (float)((double)e[i] / z) */
+    void (*div_f32)(const float *e, int64_t n, double z, float *out);
+    /* out[i] = (float)((double)(x[i] - m) / t) */
+    void (*shift_div)(const float *x, int64_t n, float m, double t, float *out);
+} fdi_isa_ops;
+const fdi_isa_ops *fdi_ops(void);
+int fdi_isa(void);
+int fdi_set_isa(int level);
+/* the scalar exp every copy reproduces */
+float fdi_expf1(float x);
+
+#define FDI_BLOCK 64
+static inline int64_t fdi_n_blocks(int64_t n) { return (n + FDI_BLOCK - 1) / FDI_BLOCK; }
 
 static inline size_t fdi_align64(size_t n) { return (n + 63) & ~(size_t)63; }
 

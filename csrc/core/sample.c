@@ -15,6 +15,15 @@
  * tensor by a Python float. A disabled filter is skipped (top_k 0, top_p >= 1, min_p 0,
  * typical >= 1, epsilon 0, eta 0, top_n_sigma <= 0 or +inf).
  *
+ * Top-k first (top-n-sigma off, top-k on: the common LM configuration). The row is not copied
+ * into a candidate list at all: one vectorised pass gives the 64-element block maxima (isa.c),
+ * and the block-max filter of select.c gathers, straight from the caller's float32 row, the
+ * elements that can be in the top k (HF order: already divided by T) -- about k blocks are read
+ * again. The chain then runs on that short list and keeps exactly what it keeps on the full list
+ * (the argument is at fdi_block_candidates), so the result is the same. Otherwise (top-k off, k
+ * larger than the number of blocks, fewer than k blocks with a finite value) the candidate list is
+ * the finite logits, as before. The block maxima also give the maximum and the first argmax.
+ *
  * Temperature 0 is exact greedy: the first maximum of the raw row, no filters, logprob 0. A
  * temperature so small that max / T overflows float32 is the same limit and is treated the same
  * way (the alternative, +inf logits, has no distribution).
@@ -27,16 +36,21 @@
  * position -- never on the batch around it. Inverse CDF (rather than Gumbel-max over all V) needs
  * one random number per row and makes explicit-uniform tests hand-checkable.
  *
- * Workspace: float v[V], int32 id[V], double w[V], then fdi_workspace(V), each 64-byte aligned
- * (64 bytes of slack let the caller's pointer have any alignment).
+ * Workspace: float v[V], int32 id[V], double w[V], float bm[ceil(V / 64)], then fdi_workspace(V),
+ * each 64-byte aligned (64 bytes of slack let the caller's pointer have any alignment). For a
+ * non-float32 row v holds the converted row and the block-max candidates go to w.
  */
 #include "internal.h"
+
+#include <string.h>
 
 typedef struct {
     float *v;
     int32_t *id;
     double *w;
+    float *bm;
     void *fws;
+    void *radix;
 } sws;
 
 static sws layout(void *ws, int64_t n)
@@ -50,7 +64,10 @@ static sws layout(void *ws, int64_t n)
     p += fdi_align64(un * sizeof(int32_t));
     L.w = (double *)p;
     p += fdi_align64(un * sizeof(double));
+    L.bm = (float *)p;
+    p += fdi_align64((size_t)fdi_n_blocks(n > 0 ? n : 1) * sizeof(float));
     L.fws = (void *)p;
+    L.radix = (char *)p + 2 * fdi_align64(un * 4); /* filter.c's layout: w, s, then radix */
     return L;
 }
 
@@ -58,7 +75,9 @@ size_t fd_sample_workspace(int64_t n_cols)
 {
     size_t un = n_cols > 0 ? (size_t)n_cols : 1;
     return 64 + fdi_align64(un * sizeof(float)) + fdi_align64(un * sizeof(int32_t)) +
-           fdi_align64(un * sizeof(double)) + fdi_workspace(n_cols > 0 ? n_cols : 1);
+           fdi_align64(un * sizeof(double)) +
+           fdi_align64((size_t)fdi_n_blocks(n_cols > 0 ? n_cols : 1) * sizeof(float)) +
+           fdi_workspace(n_cols > 0 ? n_cols : 1);
 }
 
 static void set_err(fd_errinfo *err, int64_t row, int64_t index)
@@ -91,19 +110,6 @@ static int read_params(const fd_sample_params *P, int64_t r, row_params *q)
     return q->temperature >= 0.0 && q->top_k >= 0.0 && q->top_k == floor(q->top_k) &&
            in_unit(q->top_p) && in_unit(q->min_p) && in_unit(q->typical_p) && in_unit(q->epsilon) &&
            in_unit(q->eta) && q->top_n_sigma == q->top_n_sigma;
-}
-
-/* First index of the maximum: the max by fdi_max's independent lanes, then the first element
- * equal to it (a running argmax is one long compare-and-select dependency chain). */
-static int64_t first_argmax(const float *v, int64_t n)
-{
-    float m = fdi_max(v, n);
-    for (int64_t i = 0; i < n; i++) {
-        if (v[i] == m) {
-            return i;
-        }
-    }
-    return 0;
 }
 
 static void scale(float *v, int64_t n, float t)
@@ -168,6 +174,7 @@ fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_
     sws L = layout(ws, V);
     const int *chain = params->order == FD_ORDER_HF ? hf_chain : llama_chain;
     const int chain_len = (int)(sizeof hf_chain / sizeof hf_chain[0]);
+    const fdi_isa_ops *ops = fdi_ops();
 
     for (int64_t r = 0; r < in->n_rows; r++) {
         row_params q;
@@ -179,17 +186,38 @@ fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_
             set_err(err, r, -1);
             return FD_ENOFINITE;
         }
-        fd_status st = fd_load_row(in, r, L.v, err);
-        if (st != FD_OK) {
-            return st;
+        /* x: the float32 row, read in place when stored as float32. One pass gives the block
+         * maxima, the maximum and the NaN / +inf check. */
+        const float *x;
+        if (in->dtype == FD_F32) {
+            x = (const float *)in->data + r * in->row_stride;
+            if (ops->block_max(x, V, L.bm)) {
+                return fd_load_row(in, r, L.v, err); /* reports the first offending element */
+            }
         }
-        int64_t am = first_argmax(L.v, V);
-        if (L.v[am] == -INFINITY) {
+        else {
+            fd_status st = fd_load_row(in, r, L.v, err);
+            if (st != FD_OK) {
+                return st;
+            }
+            x = L.v;
+            (void)ops->block_max(x, V, L.bm);
+        }
+        const int64_t nb = fdi_n_blocks(V);
+        int64_t bmax = 0;
+        for (int64_t b = 1; b < nb; b++) {
+            bmax = L.bm[b] > L.bm[bmax] ? b : bmax;
+        }
+        if (L.bm[bmax] == -INFINITY) {
             set_err(err, r, -1);
             return FD_ENOFINITE;
         }
+        int64_t am = bmax * FDI_BLOCK;
+        while (x[am] != L.bm[bmax]) {
+            am++;
+        }
         float t = (float)q.temperature;
-        if (q.temperature == 0.0 || t == 0.0f || isinf(L.v[am] / t)) {
+        if (q.temperature == 0.0 || t == 0.0f || isinf(x[am] / t)) {
             tokens[r] = am;
             if (logprob) {
                 logprob[r] = 0.0;
@@ -214,18 +242,30 @@ fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_
             return FD_EINVAL;
         }
 
-        /* candidates: the finite logits, ids ascending */
-        int64_t n = 0;
-        for (int64_t i = 0; i < V; i++) {
-            if (L.v[i] != -INFINITY) {
-                L.v[n] = L.v[i];
-                L.id[n] = (int32_t)i;
-                n++;
+        int hf_scale = params->order == FD_ORDER_HF && t != 1.0f;
+        int64_t n = -1;
+        if (!(q.top_n_sigma > 0 && q.top_n_sigma < INFINITY) && q.top_k > 0) {
+            /* top-k comes first: the block-max filter gathers a short list straight from the
+             * row (HF order: already divided by T), on which the chain gives the same result */
+            int64_t k = q.top_k < (double)V ? (int64_t)q.top_k : V;
+            float *cv = x == L.v ? (float *)L.w : L.v; /* not the row being read */
+            n = fdi_block_candidates(x, V, L.bm, k, hf_scale ? t : 0.0f, cv, L.id, L.radix);
+            if (n >= 0 && cv != L.v) {
+                memcpy(L.v, cv, (size_t)n * sizeof(float));
             }
         }
-
-        if (params->order == FD_ORDER_HF && t != 1.0f) {
-            scale(L.v, n, t);
+        if (n < 0) {
+            /* candidates: the finite logits, ids ascending */
+            n = 0;
+            for (int64_t i = 0; i < V; i++) {
+                float xi = x[i];
+                L.v[n] = xi;
+                L.id[n] = (int32_t)i;
+                n += xi != -INFINITY;
+            }
+            if (hf_scale) {
+                scale(L.v, n, t);
+            }
         }
         for (int s = 0; s < chain_len; s++) {
             n = apply_filter(chain[s], &q, L.v, L.id, n, L.fws);

@@ -13,9 +13,19 @@
  * sum w (d - log Z + H)^2 / Z rather than E[log^2 p] - H^2, which cancels catastrophically for
  * peaked rows. -inf logits have w = 0 and are skipped (0 * -inf would be NaN).
  *
- * Temperature 0 is exact greedy: the one-hot of the first maximum (log: 0 / -inf). argmax needs no
- * workspace: it converts the row in 512-element chunks on the stack through fd_load_row, so NaN
- * and +inf are reported with the same codes and indices as every other kernel.
+ * Passes (float32 input, read in place unless out overlaps it partially): (1) the dispatched
+ * block-max kernel (isa.c) gives m, the first maximum and the NaN / +inf check in one read;
+ * (2) T != 1 only: (x - m) / T in double, rounded to float, into scratch; (3) exp and its double
+ * sum, the weights written straight into a float32 output row; (4) w / Z in place. Passes 2 and 4
+ * multiply by the reciprocal and divide only where rounding could differ (isa.c), so the bits are
+ * those of the division. Other dtypes are converted into scratch first. Every pass has AVX2 and
+ * AVX-512 copies that give the same bits as the portable one.
+ *
+ * Temperature 0 is exact greedy: the one-hot of the first maximum (log: 0 / -inf). A zero
+ * log-probability is written as +0. argmax needs no workspace: float32 rows go through the block
+ * maxima (one vectorised read, then one 64-element block is scanned for the first maximum); other
+ * dtypes are converted in 512-element chunks on the stack through fd_load_row, so NaN and +inf are
+ * reported with the same codes and indices as every other kernel.
  */
 #include "internal.h"
 
@@ -48,19 +58,6 @@ static int valid_rows(const fd_rows *x)
     return x->n_rows <= 1 || x->row_stride >= x->n_cols;
 }
 
-static int64_t first_max(const float *v, int64_t n)
-{
-    float m = fdi_max(v, n);
-    if (m == -INFINITY) {
-        return -1;
-    }
-    int64_t i = 0;
-    while (v[i] != m) {
-        i++;
-    }
-    return i;
-}
-
 static void put(const fd_rows *out, int64_t r, int64_t c, double x)
 {
     if (out->dtype == FD_F32) {
@@ -69,6 +66,20 @@ static void put(const fd_rows *out, int64_t r, int64_t c, double x)
     else {
         ((double *)out->data)[r * out->row_stride + c] = x;
     }
+}
+
+/* Whether out's row r overlaps in's row r other than exactly (then the row is read through a
+ * copy, as before this fast path existed). */
+static int partial_overlap(const fd_rows *in, const fd_rows *out, int64_t r)
+{
+    size_t oes = out->dtype == FD_F64 ? 8 : 4;
+    const char *a = (const char *)in->data + (size_t)(r * in->row_stride) * 4;
+    const char *b = (const char *)out->data + (size_t)(r * out->row_stride) * oes;
+    size_t la = (size_t)in->n_cols * 4, lb = (size_t)in->n_cols * oes;
+    if (a == b && oes == 4) {
+        return 0;
+    }
+    return a < b + lb && b < a + la;
 }
 
 fd_status fd_softmax(const fd_rows *in, const fd_rows *out, fd_param temperature, int want_log,
@@ -85,8 +96,10 @@ fd_status fd_softmax(const fd_rows *in, const fd_rows *out, fd_param temperature
     if (out->dtype != FD_F32 && out->dtype != FD_F64) {
         return FD_EINVAL;
     }
+    const fdi_isa_ops *ops = fdi_ops();
     int64_t n = in->n_cols;
     float *w = (float *)ws;
+    float *e2 = (float *)((char *)ws + fdi_align64((size_t)(n > 0 ? n : 1) * 4));
     for (int64_t r = 0; r < in->n_rows; r++) {
         double t = FD_PARAM_AT(temperature, r);
         if (!(t >= 0.0 && t < INFINITY)) {
@@ -95,14 +108,28 @@ fd_status fd_softmax(const fd_rows *in, const fd_rows *out, fd_param temperature
             }
             return FD_EINVAL;
         }
-        fd_status st = fd_load_row(in, r, w, err);
-        if (st != FD_OK) {
-            return st;
-        }
         if (n == 0) {
             continue;
         }
-        float m = fdi_max(w, n);
+        /* x: the float32 row, read in place when it is float32 (one pass: max, first max, and
+         * the NaN / +inf check), else converted into w */
+        const float *x;
+        float m;
+        int64_t am;
+        if (in->dtype == FD_F32 && !partial_overlap(in, out, r)) {
+            x = (const float *)in->data + r * in->row_stride;
+            if (fdi_argmax_check(x, n, &m, &am)) {
+                return fd_load_row(in, r, w, err); /* the first offending element */
+            }
+        }
+        else {
+            fd_status st = fd_load_row(in, r, w, err);
+            if (st != FD_OK) {
+                return st;
+            }
+            x = w;
+            (void)fdi_argmax_check(x, n, &m, &am);
+        }
         if (m == -INFINITY) {
             if (err) {
                 err->row = r;
@@ -110,53 +137,48 @@ fd_status fd_softmax(const fd_rows *in, const fd_rows *out, fd_param temperature
             return FD_ENOFINITE;
         }
         if (t == 0.0) {
-            int64_t am = first_max(w, n);
             double on = want_log ? 0.0 : 1.0, off = want_log ? -INFINITY : 0.0;
             for (int64_t c = 0; c < n; c++) {
                 put(out, r, c, c == am ? on : off);
             }
             continue;
         }
-        /* w <- scaled shifted logits (all <= 0), then their exp; the sum in double, in order */
+        /* src - shift: the scaled shifted logits (all <= 0) */
+        const float *src = x;
+        float shift = m;
         if (t != 1.0) {
-            for (int64_t c = 0; c < n; c++) {
-                w[c] = (float)((double)(w[c] - m) / t);
-            }
+            ops->shift_div(x, n, m, t, w);
+            src = w;
+            shift = 0.0f;
         }
-        else {
-            for (int64_t c = 0; c < n; c++) {
-                w[c] = w[c] - m;
-            }
-        }
-        float *e = (float *)((char *)ws + fdi_align64((size_t)n * 4));
-        fdi_exp(w, n, 0.0f, e);
-        double z = fdi_sum(e, n);
         if (want_log) {
-            double lz = log(z);
+            /* + 0.0: a zero log-probability is +0 whatever the sign of the zero maximum */
+            double lz = log(ops->exp_sum(src, n, shift, NULL));
             if (out->dtype == FD_F32) {
                 float *o = (float *)out->data + r * out->row_stride;
                 for (int64_t c = 0; c < n; c++) {
-                    o[c] = (float)((double)w[c] - lz);
+                    o[c] = (float)(((double)(src[c] - shift) - lz) + 0.0);
                 }
             }
             else {
                 double *o = (double *)out->data + r * out->row_stride;
                 for (int64_t c = 0; c < n; c++) {
-                    o[c] = (double)w[c] - lz;
+                    o[c] = ((double)(src[c] - shift) - lz) + 0.0;
                 }
             }
             continue;
         }
         if (out->dtype == FD_F32) {
+            /* the weights go straight into the output row, then are divided in place */
             float *o = (float *)out->data + r * out->row_stride;
-            for (int64_t c = 0; c < n; c++) {
-                o[c] = (float)((double)e[c] / z);
-            }
+            double z = ops->exp_sum(src, n, shift, o);
+            ops->div_f32(o, n, z, o);
         }
         else {
             double *o = (double *)out->data + r * out->row_stride;
+            double z = ops->exp_sum(src, n, shift, e2);
             for (int64_t c = 0; c < n; c++) {
-                o[c] = (double)e[c] / z;
+                o[c] = (double)e2[c] / z;
             }
         }
     }
@@ -226,6 +248,30 @@ fd_status fd_argmax(const fd_rows *in, int64_t *out, fd_errinfo *err)
     float buf[FD_ARGMAX_CHUNK];
     size_t es = elem_size(in->dtype);
     for (int64_t r = 0; r < in->n_rows; r++) {
+        if (in->dtype == FD_F32) {
+            const float *x = (const float *)in->data + r * in->row_stride;
+            float m;
+            int64_t am;
+            if (fdi_argmax_check(x, in->n_cols, &m, &am)) {
+                int64_t i = 0;
+                while (x[i] < INFINITY || x[i] == -INFINITY) {
+                    i++;
+                }
+                if (err) {
+                    err->row = r;
+                    err->index = i;
+                }
+                return x[i] != x[i] ? FD_ENAN : FD_EPOSINF;
+            }
+            if (am < 0) {
+                if (err) {
+                    err->row = r;
+                }
+                return FD_ENOFINITE;
+            }
+            out[r] = am;
+            continue;
+        }
         float best = -INFINITY;
         int64_t bi = -1;
         const char *row = (const char *)in->data + (size_t)(r * in->row_stride) * es;

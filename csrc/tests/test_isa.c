@@ -1,0 +1,288 @@
+/* Tests for isa.c (every ISA copy of the row kernels gives the portable copy's bits, and
+ * FASTDECODE_ISA selects a copy) and for the block-max top-k filter of select.c (the same kept
+ * list as the radix select on the whole row: random, tied, zero and -inf rows, k from 1 to past
+ * V, with and without a temperature divisor), and the public kernels built on them (softmax,
+ * argmax, top-k, sample) agreeing bitwise across ISA levels. */
+#define _POSIX_C_SOURCE 200809L
+#include "check.h"
+#include "fastdecode/fd.h"
+#include "internal.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rs = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return rs;
+}
+static double unif(void) { return (double)(rnd() >> 11) * 0x1p-53; }
+static double normal(void)
+{
+    double u = unif() + 1e-300, v = unif();
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static void *ws_alloc(size_t bytes)
+{
+    size_t n = (bytes + 63) / 64 * 64 + 64;
+    void *p = aligned_alloc(64, n);
+    memset(p, 0xA5, n);
+    return p;
+}
+
+/* kinds: normal, Zipf-like, heavy ties (rounded), half -inf, a few finite, signed zeros */
+static void fill_row(float *x, int64_t n, int kind)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double z = normal();
+        switch (kind) {
+        case 0:
+            x[i] = (float)z;
+            break;
+        case 1:
+            x[i] = (float)(-3.3 * log((double)(rnd() % (uint64_t)(n + 1)) + 1.0) + 0.5 * z);
+            break;
+        case 2:
+            x[i] = (float)floor(2.0 * z);
+            break;
+        case 3:
+            x[i] = unif() < 0.5 ? -INFINITY : (float)z;
+            break;
+        case 4:
+            x[i] = unif() < 0.01 ? (float)(3 * z) : -INFINITY;
+            break;
+        default:
+            x[i] = unif() < 0.5 ? (float)(10 * z) : (z < 0 ? -0.0f : 0.0f);
+            break;
+        }
+    }
+}
+
+static int same_bits(const void *a, const void *b, size_t n) { return memcmp(a, b, n) == 0; }
+
+static void test_env(void)
+{
+    /* first use in this process: the variable decides */
+    setenv("FASTDECODE_ISA", "portable", 1);
+    CHECK(fdi_isa() == FDI_ISA_PORTABLE);
+    CHECK(strcmp(fdi_ops()->name, "portable") == 0);
+    CHECK(fdi_set_isa(-1) >= FDI_ISA_PORTABLE);
+    CHECK(fdi_set_isa(99) == fdi_set_isa(-1)); /* above the CPU: the best it has */
+}
+
+/* every copy of every kernel against the portable copy, on lengths around the vector widths */
+static void test_kernels(void)
+{
+    int best = fdi_set_isa(-1);
+    const int64_t lens[] = {0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 127, 128, 200, 1000, 4097, 128256};
+    const int64_t nl = (int64_t)(sizeof lens / sizeof lens[0]);
+    int64_t N = 128256;
+    float *x = malloc((size_t)N * 4), *a = malloc((size_t)N * 4), *b = malloc((size_t)N * 4);
+    float *bma = malloc((size_t)N * 4), *bmb = malloc((size_t)N * 4);
+    for (int rep = 0; rep < 3; rep++) {
+        for (int64_t li = 0; li < nl; li++) {
+            int64_t n = lens[li];
+            for (int kind = 0; kind < 6; kind++) {
+                fill_row(x, n, kind);
+                fdi_set_isa(FDI_ISA_PORTABLE);
+                const fdi_isa_ops *P = fdi_ops();
+                int bad_p = P->block_max(x, n, bma);
+                float m = fdi_max(x, n);
+                float shift = m == -INFINITY ? 0.0f : m;
+                double zp = P->exp_sum(x, n, shift, a);
+                double zp2 = P->exp_sum(x, n, shift, NULL);
+                CHECK(zp == zp2);
+                for (int level = FDI_ISA_AVX2; level <= best; level++) {
+                    fdi_set_isa(level);
+                    const fdi_isa_ops *O = fdi_ops();
+                    int64_t nb = fdi_n_blocks(n);
+                    CHECK(O->block_max(x, n, bmb) == bad_p);
+                    CHECK(same_bits(bma, bmb, (size_t)nb * 4));
+                    CHECK(fdi_max(x, n) == m);
+                    memset(b, 0, (size_t)n * 4);
+                    double z = O->exp_sum(x, n, shift, b);
+                    CHECK(same_bits(&z, &zp, sizeof z));
+                    CHECK(same_bits(a, b, (size_t)n * 4));
+                    z = O->exp_sum(x, n, shift, NULL);
+                    CHECK(same_bits(&z, &zp, sizeof z));
+                    O->exp(x, n, shift, b);
+                    CHECK(same_bits(a, b, (size_t)n * 4));
+                    /* normalisation by z >= 1, and temperatures from tiny to huge */
+                    double zs[] = {zp > 1.0 ? zp : 1.0, 1.0, 3.0, 1e5 * unif() + 1.0, 0x1p-1020};
+                    for (int zi = 0; zi < 5; zi++) {
+                        fdi_set_isa(FDI_ISA_PORTABLE);
+                        fdi_ops()->div_f32(a, n, zs[zi], bma);
+                        fdi_ops()->shift_div(x, n, shift, zs[zi] * 0.37, bmb);
+                        fdi_set_isa(level);
+                        float *c = malloc((size_t)(n ? n : 1) * 4);
+                        O->div_f32(a, n, zs[zi], c);
+                        CHECK(same_bits(c, bma, (size_t)n * 4));
+                        O->shift_div(x, n, shift, zs[zi] * 0.37, c);
+                        CHECK(same_bits(c, bmb, (size_t)n * 4));
+                        free(c);
+                    }
+                    fdi_set_isa(FDI_ISA_PORTABLE);
+                    P->block_max(x, n, bma);
+                }
+            }
+        }
+    }
+    /* NaN / +inf anywhere, in every copy */
+    for (int level = FDI_ISA_PORTABLE; level <= best; level++) {
+        fdi_set_isa(level);
+        for (int64_t n = 1; n < 300; n += 7) {
+            fill_row(x, n, 0);
+            int64_t at = (int64_t)(rnd() % (uint64_t)n);
+            x[at] = (n & 1) ? NAN : INFINITY;
+            CHECK(fdi_ops()->block_max(x, n, bma) != 0);
+            float mm;
+            int64_t am;
+            CHECK(fdi_argmax_check(x, n, &mm, &am) != 0);
+            x[at] = -INFINITY;
+            CHECK(fdi_ops()->block_max(x, n, bma) == 0);
+        }
+    }
+    /* midpoint cases of the reciprocal trick: e / z exactly between two floats */
+    for (int level = FDI_ISA_PORTABLE; level <= best; level++) {
+        for (int i = 0; i < 4096; i++) {
+            float lo = (float)unif();
+            float hi = nextafterf(lo, 2.0f);
+            double mid = ((double)lo + (double)hi) / 2; /* exact */
+            double z = 1.0 + (double)(rnd() % 1000);
+            a[i] = (float)(mid * z); /* e / z is near the midpoint of [lo, hi] */
+        }
+        for (int i = 0; i < 40; i++) {
+            double z = 1.0 + (double)(rnd() % 1000);
+            fdi_set_isa(FDI_ISA_PORTABLE);
+            fdi_ops()->div_f32(a, 4096, z, bma);
+            fdi_set_isa(level);
+            fdi_ops()->div_f32(a, 4096, z, bmb);
+            CHECK(same_bits(bma, bmb, 4096 * 4));
+        }
+    }
+    fdi_set_isa(-1);
+    free(x);
+    free(a);
+    free(b);
+    free(bma);
+    free(bmb);
+}
+
+/* block-max candidates + fdi_top_k == fdi_top_k on the whole list (finite logits, divided by t) */
+static void test_block_topk(void)
+{
+    int64_t N = 20000;
+    float *x = malloc((size_t)N * 4), *v = malloc((size_t)N * 4), *cv = malloc((size_t)N * 4);
+    float *bm = malloc((size_t)N * 4);
+    int32_t *id = malloc((size_t)N * 4), *cid = malloc((size_t)N * 4);
+    void *ws = ws_alloc(fdi_workspace(N));
+    void *radix = ws_alloc(fdi_workspace(N));
+    int applied = 0;
+    for (int it = 0; it < 600; it++) {
+        int64_t n = 1 + (int64_t)(rnd() % (uint64_t)(it % 3 == 0 ? N : 700));
+        fill_row(x, n, it % 6);
+        int64_t k = 1 + (int64_t)(rnd() % (uint64_t)(it % 2 ? fdi_n_blocks(n) : n + 3));
+        float t = (it % 4 == 0) ? 0.0f : (float)(0.05 + 2.0 * unif());
+        /* reference: the fused sampler's generic path */
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (x[i] != -INFINITY) {
+                v[m] = t != 0.0f ? x[i] / t : x[i];
+                id[m] = (int32_t)i;
+                m++;
+            }
+        }
+        int64_t ref = k < m ? fdi_top_k(v, id, m, k, ws) : m;
+        (void)fdi_ops()->block_max(x, n, bm);
+        int64_t c = fdi_block_candidates(x, n, bm, k, t, cv, cid, radix);
+        if (c < 0) {
+            continue;
+        }
+        applied++;
+        CHECK(c >= k);
+        int64_t got = fdi_top_k(cv, cid, c, k, ws);
+        CHECK(got == ref);
+        if (got == ref) {
+            CHECK(same_bits(cv, v, (size_t)got * 4));
+            CHECK(same_bits(cid, id, (size_t)got * 4));
+        }
+    }
+    CHECK(applied > 150);
+    free(x);
+    free(v);
+    free(cv);
+    free(bm);
+    free(id);
+    free(cid);
+    free(ws);
+    free(radix);
+}
+
+/* the public kernels give the same bits on every ISA level */
+static void test_public(void)
+{
+    int best = fdi_set_isa(-1);
+    int64_t V = 5000;
+    float *x = malloc((size_t)V * 4), *o0 = malloc((size_t)V * 4), *o1 = malloc((size_t)V * 4);
+    void *ws = ws_alloc(fd_softmax_workspace(V) + fd_filter_workspace(V) + fd_sample_workspace(V));
+    for (int it = 0; it < 60; it++) {
+        fill_row(x, V, it % 6);
+        if (it % 6 == 4) {
+            x[17] = 1.0f; /* at least one finite */
+        }
+        fd_rows in = {x, FD_F32, 1, V, V};
+        double temps[] = {1.0, 0.7, 1.9};
+        double t = temps[it % 3], k = (double)(1 + rnd() % 80), p = 0.9, one = 1.0, zero = 0.0;
+        double u = unif();
+        int64_t tok0 = -1, tok1 = -2, am0 = -1, am1 = -2;
+        double lp0 = 0, lp1 = 1;
+        fd_sample_params sp = {{&t, 0},   {&k, 0},    {&p, 0},    {&zero, 0}, {&one, 0},
+                               {&zero, 0}, {&zero, 0}, {&zero, 0}, it % 2 ? FD_ORDER_LLAMA : FD_ORDER_HF};
+        fd_rng_args ra = {NULL, 0, NULL, 0, &u, 0};
+        for (int level = FDI_ISA_PORTABLE; level <= best; level++) {
+            fdi_set_isa(level);
+            float *o = level == 0 ? o0 : o1;
+            int64_t *tok = level == 0 ? &tok0 : &tok1, *am = level == 0 ? &am0 : &am1;
+            double *lp = level == 0 ? &lp0 : &lp1;
+            fd_rows out = {o, FD_F32, 1, V, V};
+            CHECK(fd_softmax(&in, &out, (fd_param){&t, 0}, it % 2, ws, NULL) == FD_OK);
+            CHECK(fd_argmax(&in, am, NULL) == FD_OK);
+            CHECK(fd_sample(&in, &sp, &ra, tok, lp, ws, NULL) == FD_OK);
+            if (level > 0) {
+                CHECK(same_bits(o0, o1, (size_t)V * 4));
+                CHECK(am0 == am1);
+                CHECK(tok0 == tok1);
+                CHECK(same_bits(&lp0, &lp1, sizeof lp0));
+                CHECK(fd_filter(FD_FILTER_TOP_K, &in, &out, (fd_param){&k, 0}, (fd_param){&one, 0},
+                                -INFINITY, ws, NULL) == FD_OK);
+                fdi_set_isa(FDI_ISA_PORTABLE);
+                fd_rows out0 = {o0, FD_F32, 1, V, V};
+                CHECK(fd_filter(FD_FILTER_TOP_K, &in, &out0, (fd_param){&k, 0},
+                                (fd_param){&one, 0}, -INFINITY, ws, NULL) == FD_OK);
+                CHECK(same_bits(o0, o1, (size_t)V * 4));
+                fdi_set_isa(FDI_ISA_PORTABLE);
+                fd_softmax(&in, &out0, (fd_param){&t, 0}, it % 2, ws, NULL);
+            }
+        }
+    }
+    fdi_set_isa(-1);
+    free(x);
+    free(o0);
+    free(o1);
+    free(ws);
+}
+
+int main(void)
+{
+    test_env();
+    test_kernels();
+    test_block_topk();
+    test_public();
+    printf("isa levels tested: portable..%s\n", fdi_ops()->name);
+    CHECK_REPORT("test_isa");
+}
