@@ -254,9 +254,8 @@ int64_t fdi_eta(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, 
     return keep_prob_or_top(v, id, L.w, n, z, eta, zk);
 }
 
-int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, void *ws)
+int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, int64_t min_keep, void *ws)
 {
-    (void)ws;
     if (n <= 0 || !(nsig > 0.0)) {
         return n;
     }
@@ -278,6 +277,17 @@ int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, void *ws)
         ss += v[i] != -INFINITY ? d * d : 0.0;
     }
     double thr = (double)max - nsig * sqrt(ss / (double)cnt);
+    if (min_keep > 1) {
+        /* Both kept sets are upper sets of the values, so when the sigma band holds fewer than
+         * min_keep tokens their union is the top-k set (ties with the k-th value included). */
+        int64_t in_band = 0;
+        for (int64_t i = 0; i < n; i++) {
+            in_band += (double)v[i] >= thr;
+        }
+        if (in_band < min_keep) {
+            return fdi_top_k(v, id, n, min_keep, ws);
+        }
+    }
     int64_t j = 0;
     for (int64_t i = 0; i < n; i++) {
         float x = v[i];
@@ -468,7 +478,7 @@ fd_status fd_filter(fd_filter_kind kind, const fd_rows *in, const fd_rows *out, 
             n = fdi_eta(v, id, V, p, keep, fws_);
             break;
         case FD_FILTER_TOP_N_SIGMA:
-            n = fdi_top_n_sigma(v, id, V, p, fws_);
+            n = fdi_top_n_sigma(v, id, V, p, keep, fws_);
             break;
         }
         write_row(in, out, r, id, n, filter_value);

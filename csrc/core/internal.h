@@ -36,7 +36,8 @@ int64_t fdi_min_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, 
 int64_t fdi_typical(float *v, int32_t *id, int64_t n, double mass, int64_t min_keep, void *ws);
 int64_t fdi_epsilon(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, void *ws);
 int64_t fdi_eta(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, void *ws);
-int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, void *ws);
+int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, int64_t min_keep,
+                        void *ws);
 
 /* Run-time ISA dispatch (isa.c): the row kernels, one copy per instruction set, all giving
  * bitwise-identical results. fdi_ops() returns the table of the level chosen on first use (the best

@@ -126,7 +126,7 @@ static int64_t apply_filter(int which, const row_params *q, float *v, int32_t *i
     switch (which) {
     case FD_FILTER_TOP_N_SIGMA:
         if (q->top_n_sigma > 0 && q->top_n_sigma < INFINITY) {
-            return fdi_top_n_sigma(v, id, n, q->top_n_sigma, fws);
+            return fdi_top_n_sigma(v, id, n, q->top_n_sigma, 1, fws);
         }
         return n;
     case FD_FILTER_TOP_K:

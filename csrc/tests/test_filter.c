@@ -452,8 +452,9 @@ static void reference(fd_filter_kind kind, const float *v, int64_t n, double p, 
             }
         }
         double thr = (double)max - p * sqrt(ss / (double)c);
+        float kth = v[order[mk - 1]]; /* min_tokens_to_keep: the top mk values, ties included */
         for (int64_t i = 0; i < n; i++) {
-            keep[i] = p <= 0.0 || c == 0 || (double)v[i] >= thr;
+            keep[i] = p <= 0.0 || c == 0 || (double)v[i] >= thr || v[i] >= kth;
         }
         break;
     }

@@ -128,7 +128,8 @@ fd_status fd_argmax(const fd_rows *in, int64_t *out, fd_errinfo *err);
  *            min_keep of the walk.
  *   EPSILON  remove p < eps unless z >= (min_keep-th largest z).
  *   ETA      eta = min(eps, sqrt(eps) * exp(-H)); remove p < eta unless z >= (min_keep-th largest).
- *   TOP_N_SIGMA keep z >= max - n * sigma, sigma = population std of the finite logits.
+ *   TOP_N_SIGMA keep z >= max - n * sigma, sigma = population std of the finite logits, and
+ *            z >= (min_keep-th largest z) (ties kept).
  * --------------------------------------------------------------------------------------------- */
 
 typedef enum {
