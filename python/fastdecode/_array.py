@@ -13,9 +13,12 @@ is forgiving, and every copy it makes is deliberate:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+
+_PY_SCALARS = (int, float, np.float64, np.float32, np.int64, np.int32)
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
 _U16 = np.dtype(np.uint16)
@@ -135,6 +138,8 @@ def as_logits(x: Any, name: str = "logits", *, dtype: str | None = None) -> Logi
             raise TypeError(f"{name} must hold uint16 bits when dtype='bfloat16', got {a.dtype}")
         a = a.view(np.uint16)
         bf16 = True
+    elif a.dtype in _FLOAT_DTYPES:
+        pass
     elif a.dtype.name == "bfloat16":  # ml_dtypes.bfloat16 (JAX's NumPy dtype)
         restore = a.dtype
         a = a.view(np.uint16)
@@ -208,6 +213,15 @@ def row_param(value: Any, batch: int, name: str, *, lo: float | None = None, hi:
     Raises TypeError for non-numbers and ValueError naming `name` (and the row) for NaN or values
     outside the interval.
     """
+    if type(value) in _PY_SCALARS:
+        # Fast path for the common case, a plain Python number: plain comparisons instead of a
+        # handful of NumPy reductions (this runs for every parameter of every call). Anything
+        # that fails a check falls through to the general path, which words the error.
+        v = float(value)
+        if v == v and (not integer or (math.isfinite(v) and v == math.floor(v))) and (
+            lo is None or (v > lo if lo_open else v >= lo)) and (
+            hi is None or (v < hi if hi_open else v <= hi)):
+            return np.array((v,))
     if _is_torch(value):
         value = value.detach().cpu().numpy()
     arr = np.asarray(value)
