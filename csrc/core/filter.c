@@ -13,16 +13,19 @@
  *   top-k        dense driver: block maxima (one vectorised pass) and the block-max candidate
  *                filter of select.c, then the radix count select on the short list; the radix
  *                select on the whole list when the block filter does not apply (k > V / 64).
- *   top-p        max, exp weights (stored) + their double sum, radix weight select (2), compaction.
- *                The tie group at the crossing value is resolved by walking it in id order with
- *                the running mass; min_keep beyond that is a count select.
+ *   top-p        max, exp weights (stored) + their double sum, linear-bin weight select (bins,
+ *                histogram, gather of the crossing bin: select.c), compaction. The tie group at
+ *                the crossing value is resolved by walking it in id order with the running mass;
+ *                min_keep beyond that is a count select.
  *   min-p        max, one counting pass of (z - max) < ln p (logit space: no exp), compaction.
  *   typical      max, exp weights, float32 log-probs and entropy (as torch computes them, so that
  *                near-ties of the score s = |-log p - H| fall the same way as in Hugging Face),
- *                scores, radix weight select over complemented keys (ascending walk), compaction.
+ *                scores, linear-bin weight select over the scores (ascending walk), compaction.
  *   epsilon/eta  max, exp sum (eta: also the entropy), one pass comparing float32 probabilities
  *                (exp(z - max) * (1 / Z), torch's formula) against the float32 threshold.
  *   top-n-sigma  max, mean and population variance in double over finite logits, compaction.
+ * The dense driver writes each row from the kept ids: runs between them when few are kept, else a
+ * byte mask and one branch-free select pass (random run lengths defeat the branch predictor).
  * The min_keep rules of Hugging Face differ per warper and are kept exactly: top-p, min-p and
  * typical keep the first min_keep of their walk (ties by id), epsilon and eta keep every token
  * >= the min_keep-th largest logit (ties kept).
@@ -42,6 +45,8 @@ double fdi_dot_pos(const float *w, const float *d, int64_t n);
 void fdi_exp(const float *x, int64_t n, float shift, float *out);
 uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
                        void *ws, int64_t *n_above, double *w_above, int64_t *n_eq, int *found);
+uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, float base,
+                        double target, void *ws, int64_t *n_above, double *w_above, int64_t *n_eq);
 float fdi_key_value(uint32_t key, int invert);
 int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
                     int64_t take_eq);
@@ -114,7 +119,7 @@ int64_t fdi_top_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, 
     double target = p * z;
     int64_t na = 0, ne = 0;
     double wa = 0.0;
-    uint32_t T = fdi_radix_cut(v, L.w, n, 0, target, L.radix, &na, &wa, &ne, NULL);
+    uint32_t T = fdi_linear_cut(v, L.w, n, 0, max, target, L.radix, &na, &wa, &ne);
     /* walk the tie group at T in id order: a token is kept while the mass before it is < p */
     float vt = fdi_key_value(T, 0);
     float wtf = 0.0f;
@@ -129,7 +134,8 @@ int64_t fdi_top_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, 
         cum += wt;
     }
     if (na + take >= min_keep) {
-        return fdi_compact(v, id, v, n, 0, T, take);
+        /* the whole tie group (the usual case: one element) or none of it: the fast compaction */
+        return fdi_compact(v, id, v, n, 0, T, take == ne ? INT64_MAX : take);
     }
     return keep_prefix(v, id, v, n, 0, min_keep, L.radix);
 }
@@ -188,7 +194,7 @@ int64_t fdi_typical(float *v, int32_t *id, int64_t n, double mass, int64_t min_k
         L.s[i] = fabsf(-L.s[i] - h);
     }
     int64_t na = 0, ne = 0;
-    uint32_t T = fdi_radix_cut(L.s, L.w, n, 1, mass * z, L.radix, &na, NULL, &ne, NULL);
+    uint32_t T = fdi_linear_cut(L.s, L.w, n, 1, 0.0f, mass * z, L.radix, &na, NULL, &ne);
     if (na + ne >= min_keep) {
         return fdi_compact(v, id, L.s, n, 1, T, INT64_MAX);
     }
@@ -325,43 +331,69 @@ static int valid_dtype(fd_dtype t)
     return t == FD_F32 || t == FD_F64 || t == FD_F16 || t == FD_BF16;
 }
 
-/* Writes row r of out: kept ids (ascending) copied from in, every other column `fill`. One
- * ascending pass, each in element read before the same out element is written, so out may be in. */
+/* Writes row r of out: kept ids (ascending) copied from in, every other column `fill`. Each in
+ * element is read before the same out element is written, so out may be in. Few kept ids: one
+ * ascending pass filling the runs between them. Many (a top-p or min-p of a flat row keeps tens of
+ * thousands, and the run lengths are random, so the run loop mispredicts on every id): a byte
+ * mask of the kept columns in `mask` (n_cols bytes of scratch), then one branch-free select pass
+ * over the row on the bit patterns (vectorizes). */
+#define WRITE_RUNS(T, s, d, f)                                                                   \
+    do {                                                                                         \
+        int64_t prev = 0;                                                                        \
+        for (int64_t j = 0; j <= nk; j++) {                                                      \
+            int64_t stop = j < nk ? id[j] : V;                                                   \
+            for (int64_t c = prev; c < stop; c++) {                                              \
+                d[c] = f;                                                                        \
+            }                                                                                    \
+            if (j < nk && !same) {                                                               \
+                d[stop] = s[stop];                                                               \
+            }                                                                                    \
+            prev = stop + 1;                                                                     \
+        }                                                                                        \
+    } while (0)
+#define WRITE_MASK(T, s, d, f)                                                                   \
+    do {                                                                                         \
+        memset(mask, 0, (size_t)V);                                                              \
+        for (int64_t j = 0; j < nk; j++) {                                                       \
+            mask[id[j]] = 1;                                                                     \
+        }                                                                                        \
+        for (int64_t c = 0; c < V; c++) {                                                        \
+            T keep = (T)0 - (T)mask[c];                                                          \
+            d[c] = (s[c] & keep) | (f & ~keep);                                                  \
+        }                                                                                        \
+    } while (0)
+
 static void write_row(const fd_rows *in, const fd_rows *out, int64_t r, const int32_t *id,
-                      int64_t nk, double fill)
+                      int64_t nk, double fill, uint8_t *mask)
 {
     int64_t V = in->n_cols;
     int same = in->data == out->data && in->row_stride == out->row_stride;
-    int64_t prev = 0;
+    int runs = nk * 64 < V;
     switch (in->dtype) {
     case FD_F32: {
-        const float *s = (const float *)in->data + r * in->row_stride;
-        float *d = (float *)out->data + r * out->row_stride;
-        float f = (float)fill;
-        for (int64_t j = 0; j <= nk; j++) {
-            int64_t stop = j < nk ? id[j] : V;
-            for (int64_t c = prev; c < stop; c++) {
-                d[c] = f;
-            }
-            if (j < nk && !same) {
-                d[stop] = s[stop];
-            }
-            prev = stop + 1;
+        const uint32_t *s = (const uint32_t *)in->data + r * in->row_stride;
+        uint32_t *d = (uint32_t *)out->data + r * out->row_stride;
+        float ff = (float)fill;
+        uint32_t f;
+        memcpy(&f, &ff, sizeof f);
+        if (runs) {
+            WRITE_RUNS(uint32_t, s, d, f);
+        }
+        else {
+            WRITE_MASK(uint32_t, s, d, f);
         }
         break;
     }
     case FD_F64: {
-        const double *s = (const double *)in->data + r * in->row_stride;
-        double *d = (double *)out->data + r * out->row_stride;
-        for (int64_t j = 0; j <= nk; j++) {
-            int64_t stop = j < nk ? id[j] : V;
-            for (int64_t c = prev; c < stop; c++) {
-                d[c] = fill;
-            }
-            if (j < nk && !same) {
-                d[stop] = s[stop];
-            }
-            prev = stop + 1;
+        const uint64_t *s = (const uint64_t *)in->data + r * in->row_stride;
+        uint64_t *d = (uint64_t *)out->data + r * out->row_stride;
+        uint64_t f;
+        memcpy(&f, &fill, sizeof f);
+        if (runs) {
+            WRITE_RUNS(uint64_t, s, d, f);
+        }
+        else {
+            WRITE_MASK(uint64_t, s, d, f);
         }
         break;
     }
@@ -371,20 +403,18 @@ static void write_row(const fd_rows *in, const fd_rows *out, int64_t r, const in
         uint16_t *d = (uint16_t *)out->data + r * out->row_stride;
         uint16_t f = in->dtype == FD_F16 ? fd_float_to_half((float)fill)
                                          : fd_float_to_bf16((float)fill);
-        for (int64_t j = 0; j <= nk; j++) {
-            int64_t stop = j < nk ? id[j] : V;
-            for (int64_t c = prev; c < stop; c++) {
-                d[c] = f;
-            }
-            if (j < nk && !same) {
-                d[stop] = s[stop];
-            }
-            prev = stop + 1;
+        if (runs) {
+            WRITE_RUNS(uint16_t, s, d, f);
+        }
+        else {
+            WRITE_MASK(uint16_t, s, d, f);
         }
         break;
     }
     }
 }
+#undef WRITE_RUNS
+#undef WRITE_MASK
 
 static int is_count(double x) { return x == x && x >= 0.0 && x == floor(x); }
 
@@ -481,7 +511,8 @@ fd_status fd_filter(fd_filter_kind kind, const fd_rows *in, const fd_rows *out, 
             n = fdi_top_n_sigma(v, id, V, p, keep, fws_);
             break;
         }
-        write_row(in, out, r, id, n, filter_value);
+        /* the filter scratch is free again: its first row holds the write mask */
+        write_row(in, out, r, id, n, filter_value, (uint8_t *)fws_);
     }
     return FD_OK;
 }

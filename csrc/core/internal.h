@@ -5,7 +5,8 @@
  * ids strictly increasing. Each fdi_* filter compacts the list in place, stably (kept pairs keep
  * their relative order), and returns the new length. Values are float32 and may be -inf (weight 0);
  * never NaN or +inf (fd_load_row rejects those). Filters never sort the whole list: thresholds are
- * found by radix selection over the float bit patterns (select.c).
+ * found by radix selection over the float bit patterns, or for the mass-based cuts on long lists
+ * by linear bins of a distance key finished by the radix passes (select.c).
  *
  * Every fdi_* filter needs at most fdi_workspace(n) bytes of scratch, 64-byte aligned by the caller.
  */

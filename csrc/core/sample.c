@@ -28,21 +28,27 @@
  * temperature so small that max / T overflows float32 is the same limit and is treated the same
  * way (the alternative, +inf logits, has no distribution).
  *
- * The pick is inverse-CDF sampling over the survivors in ascending id order: weights
- * w = exp((double)z - (double)max) in double, total W summed in that order, and the first
- * candidate whose running sum exceeds u * W wins; if rounding leaves none, the last candidate of
- * nonzero weight. One uniform per row, u = fd_uniform(seed, position, 0) (Philox, rng.c) or the
+ * The pick is inverse-CDF sampling over the survivors in ascending id order: float32 weights
+ * w = exp(z - max) from the vectorised exp of isa.c (the filters' weights; libm's double exp per
+ * token cost ten times the rest of an unfiltered draw), summed in double in a fixed blocked order
+ * (sequential within each 64-weight block, then block sums in order: see pick_index), and the
+ * first candidate whose running sum exceeds u * W wins; if rounding leaves none, the last
+ * candidate of nonzero weight. With no filter enabled there is no candidate list: the pick reads
+ * the (scaled) row itself, where -inf weighs 0 and is never chosen. One uniform per row, u = fd_uniform(seed, position, 0) (Philox, rng.c) or the
  * caller's explicit u, so a row's token depends only on its own logits, parameters, seed and
  * position -- never on the batch around it. Inverse CDF (rather than Gumbel-max over all V) needs
  * one random number per row and makes explicit-uniform tests hand-checkable.
  *
  * Workspace: float v[V], int32 id[V], double w[V], float bm[ceil(V / 64)], then fdi_workspace(V),
  * each 64-byte aligned (64 bytes of slack let the caller's pointer have any alignment). For a
- * non-float32 row v holds the converted row and the block-max candidates go to w.
+ * non-float32 row v holds the converted row and the block-max candidates go to w. The pick keeps its
+ * float32 weights in w and its block sums in the filter scratch (free by then).
  */
 #include "internal.h"
 
 #include <string.h>
+
+void fdi_exp(const float *x, int64_t n, float shift, float *out);
 
 typedef struct {
     float *v;
@@ -119,6 +125,14 @@ static void scale(float *v, int64_t n, float t)
     }
 }
 
+/* Whether no filter of the chain is enabled (then the chain is the identity). */
+static int no_filter(const row_params *q)
+{
+    return !(q->top_n_sigma > 0 && q->top_n_sigma < INFINITY) && q->top_k == 0.0 &&
+           q->top_p >= 1.0 && q->min_p == 0.0 && q->typical_p >= 1.0 && q->epsilon == 0.0 &&
+           q->eta == 0.0;
+}
+
 /* One filter step; `which` follows fd_filter_kind. Returns the new candidate count. */
 static int64_t apply_filter(int which, const row_params *q, float *v, int32_t *id, int64_t n,
                             void *fws)
@@ -146,6 +160,67 @@ static int64_t apply_filter(int which, const row_params *q, float *v, int32_t *i
         return q->eta > 0.0 ? fdi_eta(v, id, n, q->eta, 1, fws) : n;
     }
     return n;
+}
+
+/* The inverse-CDF pick over v[0..n) (finite, n >= 1): float32 weights w = exp(v - max) by the
+ * dispatched vectorised exp (the filters' weights), sums in double in a fixed order -- S_b the
+ * sequential sum of the 64-weight block b, the total the sequential sum of the S_b. The pick is
+ * the first i with B(i) + s(i) > u * total, where B(i) is the sum of the blocks before i's and
+ * s(i) the sequential sum of its block up to i: the crossing block is the first whose B + S_b
+ * exceeds the target, and since s at the block's end is S_b bit for bit, the scan inside it
+ * always finds the token. If rounding lets no block cross (u * total == total), the last token
+ * of nonzero weight. Eight blocks are summed at a time (eight independent addition chains). */
+static int64_t pick_index(const float *v, int64_t n, double u, float *w, double *bs,
+                          double *total_out)
+{
+    float max = fdi_max(v, n);
+    fdi_exp(v, n, max, w);
+    int64_t nb = fdi_n_blocks(n), b = 0;
+    for (; (b + 8) * FDI_BLOCK <= n; b += 8) {
+        double acc[8] = {0};
+        const float *p = w + b * FDI_BLOCK;
+        for (int j = 0; j < FDI_BLOCK; j++) {
+            for (int l = 0; l < 8; l++) {
+                acc[l] += (double)p[l * FDI_BLOCK + j];
+            }
+        }
+        for (int l = 0; l < 8; l++) {
+            bs[b + l] = acc[l];
+        }
+    }
+    for (; b < nb; b++) {
+        int64_t i1 = (b + 1) * FDI_BLOCK < n ? (b + 1) * FDI_BLOCK : n;
+        double acc = 0.0;
+        for (int64_t i = b * FDI_BLOCK; i < i1; i++) {
+            acc += (double)w[i];
+        }
+        bs[b] = acc;
+    }
+    double total = 0.0;
+    for (b = 0; b < nb; b++) {
+        total += bs[b];
+    }
+    *total_out = total;
+    double target = u * total, run = 0.0;
+    for (b = 0; b < nb; b++) {
+        if (run + bs[b] > target) {
+            int64_t i1 = (b + 1) * FDI_BLOCK < n ? (b + 1) * FDI_BLOCK : n;
+            double s = 0.0;
+            for (int64_t i = b * FDI_BLOCK; i < i1; i++) {
+                s += (double)w[i];
+                if (run + s > target) {
+                    return i;
+                }
+            }
+            return i1 - 1; /* not reached: s == bs[b] at the block's end */
+        }
+        run += bs[b];
+    }
+    int64_t i = n - 1;
+    while (i > 0 && !(w[i] > 0.0f)) {
+        i--;
+    }
+    return i;
 }
 
 static const int hf_chain[] = {FD_FILTER_TOP_N_SIGMA, FD_FILTER_TOP_K,   FD_FILTER_TOP_P,
@@ -244,6 +319,23 @@ fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_
 
         int hf_scale = params->order == FD_ORDER_HF && t != 1.0f;
         int64_t n = -1;
+        if (no_filter(&q)) {
+            /* no candidate list: the pick reads the (scaled) row itself, -inf weighing 0 */
+            const float *pv = x;
+            if (t != 1.0f) {
+                for (int64_t i = 0; i < V; i++) {
+                    L.v[i] = x[i] / t;
+                }
+                pv = L.v;
+            }
+            double total = 0.0;
+            int64_t pick = pick_index(pv, V, u, (float *)L.w, (double *)L.fws, &total);
+            tokens[r] = pick;
+            if (logprob) {
+                logprob[r] = log((double)((float *)L.w)[pick] / total);
+            }
+            continue;
+        }
         if (!(q.top_n_sigma > 0 && q.top_n_sigma < INFINITY) && q.top_k > 0) {
             /* top-k comes first: the block-max filter gathers a short list straight from the
              * row (HF order: already divided by T), on which the chain gives the same result */
@@ -275,31 +367,11 @@ fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_
         }
 
         /* the pick: inverse CDF in ascending id order */
-        float max = fdi_max(L.v, n);
         double total = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            L.w[i] = exp((double)L.v[i] - (double)max);
-            total += L.w[i];
-        }
-        double target = u * total;
-        int64_t pick = -1, last_nz = 0;
-        double run = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            if (L.w[i] > 0.0) {
-                last_nz = i;
-            }
-            run += L.w[i];
-            if (run > target) {
-                pick = i;
-                break;
-            }
-        }
-        if (pick < 0) {
-            pick = last_nz;
-        }
+        int64_t pick = pick_index(L.v, n, u, (float *)L.w, (double *)L.fws, &total);
         tokens[r] = L.id[pick];
         if (logprob) {
-            logprob[r] = log(L.w[pick] / total);
+            logprob[r] = log((double)((float *)L.w)[pick] / total);
         }
     }
     return FD_OK;

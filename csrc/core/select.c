@@ -29,6 +29,15 @@
  * non-empty bin, i.e. the smallest key present. Weights are summed in double in a fixed order
  * (bin order, element order within a pass), so results are bitwise reproducible.
  *
+ * Linear bins (fdi_linear_cut), the weight-mode cut of top-p and typical on long lists (>= 2048):
+ * pass 1 above spends 11 bits on sign and exponent, so a flat row of 128k logits lands in a few
+ * dozen bins and the crossing bucket holds tens of thousands of elements. Instead the walk key is
+ * mapped to a distance d >= 0 (max - z for the descending walk of z, the score itself for the
+ * ascending walk of typical), and d to bin min(2047, (int)(d * 128)), monotone in the walk, so the
+ * bin masses find the crossing bin exactly; only that bin (a few hundred elements on a flat row)
+ * is gathered and finished by the radix passes. Same result contract as fdi_radix_cut, which
+ * remains the path for short lists, zero targets and walks that rounding keeps below the target.
+ *
  * Also here: the row primitives every filter shares. fdi_exp / fdi_weights / fdi_max call the
  * dispatched copies of isa.c (a branch-free Cephes expf, never libm's expf per element; sums in
  * double with 8 interleaved lanes combined in a fixed order, so every ISA gives the same bits).
@@ -45,6 +54,10 @@
 
 #define FDI_BINS 2048
 #define FDI_SMALL 64
+#define FDI_LBINS 2048
+#define FDI_LCOPIES 4
+#define FDI_LSCALE 128.0f /* linear bins per unit of the distance key: 2048 bins span [0, 16) */
+#define FDI_LMIN 2048     /* shorter lists go straight to the radix select */
 
 /* The radix-select interface used by filter.c and softmax.c. internal.h is shared with the other
  * core files and declares only the filter-level API, so the users repeat these prototypes. */
@@ -55,6 +68,8 @@ double fdi_dot_pos(const float *w, const float *d, int64_t n);
 void fdi_exp(const float *x, int64_t n, float shift, float *out);
 uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
                        void *ws, int64_t *n_above, double *w_above, int64_t *n_eq, int *found);
+uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, float base,
+                        double target, void *ws, int64_t *n_above, double *w_above, int64_t *n_eq);
 float fdi_key_value(uint32_t key, int invert);
 int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
                     int64_t take_eq);
@@ -75,11 +90,12 @@ static inline uint32_t fdi_key(float f)
 }
 
 /* Radix scratch (each part 64-byte aligned): uint32 gkey[n], float gw[n] (the gathered bucket),
- * uint32 hist count[2048], double hist weight[2048]. */
+ * uint32 hist count[2048], double hist weight[2048], double linear hist[4][2048]. */
 size_t fdi_radix_workspace(int64_t n)
 {
     size_t un = n > 0 ? (size_t)n : 1;
-    return 2 * fdi_align64(un * 4) + fdi_align64(FDI_BINS * 4) + fdi_align64(FDI_BINS * 8);
+    return 2 * fdi_align64(un * 4) + fdi_align64(FDI_BINS * 4) + fdi_align64(FDI_BINS * 8) +
+           fdi_align64(FDI_LCOPIES * FDI_LBINS * 8);
 }
 
 /* The filters' scratch: float w[n] and float s[n] (per-element weights and scores), then the
@@ -297,6 +313,43 @@ static void histogram(const uint32_t *k, const float *w, int64_t m, int shift, u
     }
 }
 
+/* Passes 2 and 3 of the radix select on a gathered bucket of m keys (with weights when weighted)
+ * whose top 11 bits are b1, starting from the count cn and weight cw above the bucket. */
+static void finish_bucket(uint32_t *gk, float *gw, int64_t m, int weighted, double target,
+                          int64_t cn, double cw, uint32_t b1, uint32_t *hc, double *hw, fdi_cut *c)
+{
+    if (m <= FDI_SMALL) {
+        cut_small(gk, gw, m, weighted, target, cn, cw, c);
+        return;
+    }
+    int hit = 0;
+    /* pass 2: the bucket, digit = key bits 20..10 */
+    histogram(gk, weighted ? gw : NULL, m, 10, 0x7ffu, hc, hw);
+    uint32_t b2 = (uint32_t)walk_bins(hc, hw, FDI_BINS, weighted, target, &cn, &cw, &hit);
+    uint32_t prefix = (b1 << 11) | b2;
+    int64_t m2 = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if ((gk[i] >> 10) == prefix) {
+            gk[m2] = gk[i];
+            gw[m2] = gw[i];
+            m2++;
+        }
+    }
+    if (m2 <= FDI_SMALL) {
+        cut_small(gk, gw, m2, weighted, target, cn, cw, c);
+        return;
+    }
+
+    /* pass 3: the sub-bucket, digit = key bits 9..0 */
+    histogram(gk, weighted ? gw : NULL, m2, 0, 0x3ffu, hc, hw);
+    uint32_t b3 = (uint32_t)walk_bins(hc, hw, 1024, weighted, target, &cn, &cw, &hit);
+    c->key = (prefix << 10) | b3;
+    c->n_above = cn;
+    c->w_above = cw;
+    c->n_eq = hc[b3];
+    c->found = hit;
+}
+
 /* Count mode (w == NULL): the first key T of the descending walk with count(key >= T) >= target.
  * Weight mode: the first key with weight(key >= T) >= target, else the smallest key present
  * (*found = 0). Returns T (n > 0), with the count and weight strictly above it and the count at it.
@@ -368,36 +421,7 @@ uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, do
         gw[m] = weighted ? w[i0] : 0.0f;
         m += (key >> 21) == b1;
     }
-    if (m <= FDI_SMALL) {
-        cut_small(gk, gw, m, weighted, target, cn, cw, &c);
-        goto done;
-    }
-
-    /* pass 2: the bucket, digit = key bits 20..10 */
-    histogram(gk, weighted ? gw : NULL, m, 10, 0x7ffu, hc, hw);
-    uint32_t b2 = (uint32_t)walk_bins(hc, hw, FDI_BINS, weighted, target, &cn, &cw, &hit);
-    uint32_t prefix = (b1 << 11) | b2;
-    int64_t m2 = 0;
-    for (int64_t i = 0; i < m; i++) {
-        if ((gk[i] >> 10) == prefix) {
-            gk[m2] = gk[i];
-            gw[m2] = gw[i];
-            m2++;
-        }
-    }
-    if (m2 <= FDI_SMALL) {
-        cut_small(gk, gw, m2, weighted, target, cn, cw, &c);
-        goto done;
-    }
-
-    /* pass 3: the sub-bucket, digit = key bits 9..0 */
-    histogram(gk, weighted ? gw : NULL, m2, 0, 0x3ffu, hc, hw);
-    uint32_t b3 = (uint32_t)walk_bins(hc, hw, 1024, weighted, target, &cn, &cw, &hit);
-    c.key = (prefix << 10) | b3;
-    c.n_above = cn;
-    c.w_above = cw;
-    c.n_eq = hc[b3];
-    c.found = hit;
+    finish_bucket(gk, gw, m, weighted, target, cn, cw, b1, hc, hw, &c);
 
 done:
     *n_above = c.n_above;
@@ -408,6 +432,152 @@ done:
     if (found) {
         *found = c.found;
     }
+    return c.key;
+}
+
+/* Linear bin of the distance key d >= 0 (+inf allowed): min(FDI_LBINS - 1, (int)(d * scale)),
+ * monotone non-decreasing in d. The select is written without a branch so that it vectorizes. */
+static inline uint32_t lbin(float d)
+{
+    float t = d * FDI_LSCALE;
+    uint32_t ut, ucap;
+    const float cap = (float)(FDI_LBINS - 1);
+    int c = t < cap;
+    memcpy(&ut, &t, sizeof ut);
+    memcpy(&ucap, &cap, sizeof ucap);
+    uint32_t m = -(uint32_t)c;
+    ut = (ut & m) | (ucap & ~m);
+    float f;
+    memcpy(&f, &ut, sizeof f);
+    return (uint32_t)(int32_t)f;
+}
+
+/* Weight-mode radix cut over stored keys gk[0..m) (any top digits), starting from cn / cw. */
+static void finish_any(uint32_t *gk, float *gw, int64_t m, double target, int64_t cn, double cw,
+                       uint32_t *hc, double *hw, fdi_cut *c)
+{
+    if (m <= FDI_SMALL) {
+        cut_small(gk, gw, m, 1, target, cn, cw, c);
+        return;
+    }
+    int hit = 0;
+    histogram(gk, gw, m, 21, 0x7ffu, hc, hw);
+    uint32_t b1 = (uint32_t)walk_bins(hc, hw, FDI_BINS, 1, target, &cn, &cw, &hit);
+    int64_t m1 = 0;
+    for (int64_t i = 0; i < m; i++) {
+        if ((gk[i] >> 21) == b1) {
+            gk[m1] = gk[i];
+            gw[m1] = gw[i];
+            m1++;
+        }
+    }
+    finish_bucket(gk, gw, m1, 1, target, cn, cw, b1, hc, hw, c);
+}
+
+/* The weight-mode cut of fdi_radix_cut (same result contract, weights required), found through
+ * linear bins of a distance key instead of the float-bit digits of pass 1. The key of the walk is
+ * v (descending, invert = 0: distance d = base - v with base = max v) or the non-negative score v
+ * (ascending, invert = 1: d = v). d is monotone in the walk order and the bin monotone in d, so
+ * every bin holds a contiguous stretch of the walk: the bin masses (4 interleaved histogram copies,
+ * element i in copy i % 4, so that a row whose elements crowd into one bin is not one chain of
+ * dependent additions; copies added ((h0 + h1) + (h2 + h3)), bins in walk order) locate the bin
+ * holding the crossing exactly, and only that bin is gathered and finished by the radix passes
+ * (starting from the mass above it). With 128 bins per unit of d, a flat 128k row leaves a few
+ * hundred elements in the crossing bin, where the float-bit digits of a narrow value range left
+ * tens of thousands for pass 2. Short lists, target <= 0 (the first element of the walk: the bin
+ * walk cannot tell an empty bin from a zero-mass one) and a walk that rounding keeps below the
+ * target go to fdi_radix_cut. */
+uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, float base,
+                        double target, void *ws, int64_t *n_above, double *w_above, int64_t *n_eq)
+{
+    if (n < FDI_LMIN || !(target > 0.0) || (!invert && base == -INFINITY)) {
+        return fdi_radix_cut(v, w, n, invert, target, ws, n_above, w_above, n_eq, NULL);
+    }
+    size_t un = (size_t)n;
+    char *p = (char *)ws;
+    uint32_t *gk = (uint32_t *)p;
+    float *gw = (float *)(p + fdi_align64(un * 4));
+    uint32_t *hc = (uint32_t *)(p + 2 * fdi_align64(un * 4));
+    double *hw = (double *)(p + 2 * fdi_align64(un * 4) + fdi_align64(FDI_BINS * 4));
+    double *lh = (double *)((char *)hw + fdi_align64(FDI_BINS * 8));
+    uint32_t flip = invert ? 0xffffffffu : 0u;
+
+    /* the bins, in one vectorisable pass, into gk (the gather below overwrites them in place:
+     * it writes position m <= i after reading position i) */
+    uint32_t *bin = gk;
+    if (invert) {
+        for (int64_t i = 0; i < n; i++) {
+            bin[i] = lbin(v[i]);
+        }
+    }
+    else {
+        for (int64_t i = 0; i < n; i++) {
+            bin[i] = lbin(base - v[i]);
+        }
+    }
+    memset(lh, 0, FDI_LCOPIES * FDI_LBINS * sizeof *lh);
+    double *h0 = lh, *h1 = lh + FDI_LBINS, *h2 = lh + 2 * FDI_LBINS, *h3 = lh + 3 * FDI_LBINS;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        h0[bin[i]] += (double)w[i];
+        h1[bin[i + 1]] += (double)w[i + 1];
+        h2[bin[i + 2]] += (double)w[i + 2];
+        h3[bin[i + 3]] += (double)w[i + 3];
+    }
+    for (; i < n; i++) {
+        lh[(i & 3) * FDI_LBINS + bin[i]] += (double)w[i];
+    }
+    double cw = 0.0;
+    int64_t bc = -1;
+    for (int64_t b = 0; b < FDI_LBINS; b++) {
+        double bw = (h0[b] + h1[b]) + (h2[b] + h3[b]);
+        if (cw + bw >= target) {
+            bc = b;
+            break;
+        }
+        cw += bw;
+    }
+    if (bc < 0) {
+        return fdi_radix_cut(v, w, n, invert, target, ws, n_above, w_above, n_eq, NULL);
+    }
+
+    /* gather the crossing bin (keys and weights) and count the elements before it */
+    uint32_t B = (uint32_t)bc;
+    int64_t m = 0, cn = 0;
+    i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint32_t any = 0;
+        int64_t below = 0;
+        for (int k = 0; k < 16; k++) {
+            any |= (uint32_t)(bin[i + k] == B);
+            below += bin[i + k] < B;
+        }
+        cn += below;
+        if (!any) {
+            continue;
+        }
+        for (int k = 0; k < 16; k++) {
+            int in = bin[i + k] == B;
+            gk[m] = fdi_key(v[i + k]) ^ flip;
+            gw[m] = w[i + k];
+            m += in;
+        }
+    }
+    for (; i < n; i++) {
+        int in = bin[i] == B;
+        cn += bin[i] < B;
+        gk[m] = fdi_key(v[i]) ^ flip;
+        gw[m] = w[i];
+        m += in;
+    }
+    fdi_cut c;
+    memset(&c, 0, sizeof c);
+    finish_any(gk, gw, m, target, cn, cw, hc, hw, &c);
+    *n_above = c.n_above;
+    if (w_above) {
+        *w_above = c.w_above;
+    }
+    *n_eq = c.n_eq;
     return c.key;
 }
 
@@ -424,8 +594,9 @@ float fdi_key_value(uint32_t key, int invert)
 /* Stable in-place compaction of (v, id) by the keys of src (src may be v): keeps an element whose
  * key is above T, and the first take_eq elements (in list order, i.e. lowest ids) whose key is T.
  * Filters usually keep a small fraction, so the common cases (take none or all of the tie group)
- * test 16 keys at a time with a vectorisable comparison and skip blocks that keep nothing; a block
- * that keeps something is written branch-free (store always, advance by the flag). */
+ * compare 16 values at a time with the float threshold equivalent to the key threshold (no key
+ * computation per element) and skip blocks that keep nothing; a block that keeps something is
+ * written branch-free (store always, advance by the flag). */
 int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
                     int64_t take_eq)
 {
@@ -436,26 +607,62 @@ int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int inve
             return 0;
         }
         uint32_t thr = take_eq <= 0 ? T + 1 : T; /* keep key >= thr */
+        /* as a float comparison: keys >= thr are the values >= value(thr) (ascending walk:
+         * <= value(~thr)). The one key that is not a value, 0x7fffffff (-0.0, merged into +0),
+         * is moved to the real key on the same side of it. */
+        uint32_t k = invert ? ~thr : thr;
+        if (k == 0x7fffffffu) {
+            k = invert ? 0x7ffffffeu : 0x80000000u;
+        }
+        float tv = fdi_key_value(k, 0);
         int64_t i = 0;
+        if (invert) {
+            for (; i + 16 <= n; i += 16) {
+                int any = 0;
+                for (int q = 0; q < 16; q++) {
+                    any |= src[i + q] <= tv;
+                }
+                if (!any) {
+                    continue;
+                }
+                for (int q = 0; q < 16; q++) {
+                    int keep = src[i + q] <= tv;
+                    float x = v[i + q];
+                    int32_t d = id[i + q];
+                    v[j] = x;
+                    id[j] = d;
+                    j += keep;
+                }
+            }
+            for (; i < n; i++) {
+                int keep = src[i] <= tv;
+                float x = v[i];
+                int32_t d = id[i];
+                v[j] = x;
+                id[j] = d;
+                j += keep;
+            }
+            return j;
+        }
         for (; i + 16 <= n; i += 16) {
-            uint32_t any = 0;
-            for (int k = 0; k < 16; k++) {
-                any |= (uint32_t)((fdi_key(src[i + k]) ^ flip) >= thr);
+            int any = 0;
+            for (int q = 0; q < 16; q++) {
+                any |= src[i + q] >= tv;
             }
             if (!any) {
                 continue;
             }
-            for (int k = 0; k < 16; k++) {
-                int keep = (fdi_key(src[i + k]) ^ flip) >= thr;
-                float x = v[i + k];
-                int32_t d = id[i + k];
+            for (int q = 0; q < 16; q++) {
+                int keep = src[i + q] >= tv;
+                float x = v[i + q];
+                int32_t d = id[i + q];
                 v[j] = x;
                 id[j] = d;
                 j += keep;
             }
         }
         for (; i < n; i++) {
-            int keep = (fdi_key(src[i]) ^ flip) >= thr;
+            int keep = src[i] >= tv;
             float x = v[i];
             int32_t d = id[i];
             v[j] = x;

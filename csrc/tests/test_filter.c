@@ -552,6 +552,123 @@ static void test_random(void)
     free(ws);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The linear-bin weight cut (select.c) against the radix cut it replaces, and the float-compare
+ * compaction at the zero / -inf key boundaries, on every ISA path.
+ * --------------------------------------------------------------------------------------------- */
+
+size_t fdi_radix_workspace(int64_t n);
+double fdi_weights(const float *v, int64_t n, float max, float *w);
+uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
+                       void *ws, int64_t *n_above, double *w_above, int64_t *n_eq, int *found);
+uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, float base,
+                        double target, void *ws, int64_t *n_above, double *w_above, int64_t *n_eq);
+int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
+                    int64_t take_eq);
+
+static void test_linear_cut(void)
+{
+    static const int64_t sizes[] = {2047, 2048, 5000, 40000};
+    static const double fr[] = {1e-9, 0.1, 0.5, 0.9, 0.999, 1.0};
+    int64_t nmax = 40000;
+    float *v = malloc(sizeof(float) * nmax), *w = malloc(sizeof(float) * nmax);
+    float *s = malloc(sizeof(float) * nmax);
+    void *ws = ws_alloc(fdi_radix_workspace(nmax));
+    int best = fdi_set_isa(-1);
+    int diffs = 0;
+    for (int level = FDI_ISA_PORTABLE; level <= best; level++) {
+        fdi_set_isa(level);
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            int64_t n = sizes[si];
+            for (int shape = 0; shape < 8; shape++) {
+                if (shape < 6) {
+                    make_row(v, n, shape);
+                }
+                else { /* peaked: a few tokens far above the rest; or scores crowding bin 0 */
+                    make_row(v, n, 0);
+                    for (int k = 0; k < 5; k++) {
+                        v[rnd() % (uint64_t)n] += shape == 6 ? 30.0f : 1e-3f;
+                    }
+                }
+                float max = fdi_max(v, n);
+                double z = fdi_weights(v, n, max, w);
+                /* typical-like scores: |v - mean| >= 0, +inf where v is -inf */
+                for (int64_t i = 0; i < n; i++) {
+                    s[i] = v[i] == NINF ? INFINITY : fabsf(v[i] - 0.25f);
+                }
+                for (size_t fi = 0; fi < sizeof fr / sizeof fr[0]; fi++) {
+                    for (int inv = 0; inv < 2; inv++) {
+                        const float *src = inv ? s : v;
+                        int64_t na0 = 0, ne0 = 0, na1 = 0, ne1 = 0;
+                        double wa0 = 0, wa1 = 0;
+                        uint32_t k0 = fdi_radix_cut(src, w, n, inv, fr[fi] * z, ws, &na0, &wa0,
+                                                    &ne0, NULL);
+                        uint32_t k1 = fdi_linear_cut(src, w, n, inv, inv ? 0.0f : max,
+                                                     fr[fi] * z, ws, &na1, &wa1, &ne1);
+                        int same = k0 == k1 && na0 == na1 && ne0 == ne1 &&
+                                   fabs(wa0 - wa1) <= 1e-12 * z;
+                        if (!same) {
+                            diffs++;
+                            fprintf(stderr,
+                                    "linear cut: isa %d n %lld shape %d f %g inv %d: key %08x/%08x "
+                                    "above %lld/%lld eq %lld/%lld\n",
+                                    level, (long long)n, shape, fr[fi], inv, k0, k1,
+                                    (long long)na0, (long long)na1, (long long)ne0,
+                                    (long long)ne1);
+                        }
+                        CHECK(same);
+                    }
+                }
+            }
+        }
+    }
+    fdi_set_isa(-1);
+    CHECK(diffs == 0);
+
+    /* compaction by float comparison: the -0 key hole, denormals, -inf and +inf, both walks */
+    const float zs[10] = {0.0f, -0.0f, 1e-45f, -1e-45f, NINF, INFINITY, 1.0f, -1.0f, 0.0f, -0.0f};
+    for (int inv = 0; inv < 2; inv++) {
+        for (int t = 0; t < 10; t++) {
+            for (int mode = 0; mode < 2; mode++) {
+                float key_v[40], cv[40];
+                int32_t cid[40];
+                for (int i = 0; i < 40; i++) {
+                    key_v[i] = zs[i % 10];
+                    cv[i] = (float)i;
+                    cid[i] = i;
+                }
+                uint32_t T = 0;
+                {
+                    float f = zs[t] + 0.0f;
+                    uint32_t u;
+                    memcpy(&u, &f, 4);
+                    T = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+                    T ^= inv ? 0xffffffffu : 0u;
+                }
+                int64_t take = mode ? INT64_MAX : 0;
+                int64_t got = fdi_compact(cv, cid, key_v, 40, inv, T, take);
+                int64_t j = 0, ok = 1;
+                for (int i = 0; i < 40; i++) {
+                    float f = key_v[i] + 0.0f;
+                    uint32_t u;
+                    memcpy(&u, &f, 4);
+                    uint32_t k = ((u & 0x80000000u) ? ~u : (u | 0x80000000u)) ^
+                                 (inv ? 0xffffffffu : 0u);
+                    if (k > T || (mode && k == T)) {
+                        ok &= j < got && cid[j] == i;
+                        j++;
+                    }
+                }
+                CHECK(ok && j == got);
+            }
+        }
+    }
+    free(v);
+    free(w);
+    free(s);
+    free(ws);
+}
+
 /* The candidate-list API directly: stable compaction with arbitrary increasing ids, and the
  * fdi helpers' contracts. */
 static void test_candidates(void)
@@ -579,5 +696,6 @@ int main(void)
     test_dtypes_layout();
     test_candidates();
     test_random();
+    test_linear_cut();
     CHECK_REPORT("test_filter");
 }

@@ -4,6 +4,7 @@
  * of the Philox-driven draws against the exact filtered distribution, and batch invariance. */
 #include "check.h"
 #include "fastdecode/fd.h"
+#include "internal.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -532,6 +533,90 @@ static void test_batch_invariance(void)
     }
 }
 
+/* The blocked pick on long rows (no filter: the row itself, -inf included; top-p: the compacted
+ * survivors; a temperature) against a straightforward sequential inverse CDF over the same float32
+ * weights, on every ISA path. The two sum in different orders, so a token may differ only where
+ * the target lies within rounding (1e-12 of the total) of a cumulative boundary. */
+static void test_pick_long_rows(void)
+{
+    enum { V = 20000, U = 60 };
+    static float x[V], sv[V];
+    static int32_t sid[V];
+    CHECK(fd_sample_workspace(V) <= sizeof wsbuf - 64);
+    uint64_t st = 0x1234567ull;
+    int best = fdi_set_isa(-1), mismatches = 0, borderline = 0;
+    for (int level = FDI_ISA_PORTABLE; level <= best; level++) {
+        fdi_set_isa(level);
+        for (int shape = 0; shape < 3; shape++) {
+            for (int i = 0; i < V; i++) {
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                double g = (double)(st >> 11) * (1.0 / 9007199254740992.0);
+                x[i] = (float)(shape == 1 ? 8.0 * g : 3.0 * g);
+                if (shape == 2 && (st >> 60) < 5) {
+                    x[i] = NINF;
+                }
+            }
+            for (int cfg = 0; cfg < 3; cfg++) {
+                double temp = cfg == 2 ? 0.7 : 1.0, top_p = cfg == 1 ? 0.9 : 1.0;
+                fd_sample_params p = defaults();
+                p.temperature = P(&temp);
+                p.top_p = P(&top_p);
+                /* the reference's survivors: the scaled finite logits, then top-p by fd_filter */
+                float tf = (float)temp;
+                int64_t n = 0;
+                for (int i = 0; i < V; i++) {
+                    if (x[i] != NINF) {
+                        sv[n] = tf != 1.0f ? x[i] / tf : x[i];
+                        sid[n] = i;
+                        n++;
+                    }
+                }
+                if (top_p < 1.0) {
+                    static _Alignas(64) unsigned char fw[1 << 20];
+                    n = fdi_top_p(sv, sid, n, top_p, 1, fw);
+                }
+                float max = fdi_max(sv, n);
+                for (int k = 0; k < U; k++) {
+                    double u = (k + 0.5) / U;
+                    int64_t tok = -1;
+                    double lp = 0;
+                    CHECK(sample1(x, V, &p, u, &tok, &lp, NULL) == FD_OK);
+                    double total = 0.0;
+                    for (int64_t i = 0; i < n; i++) {
+                        total += (double)fdi_expf1(sv[i] - max);
+                    }
+                    double target = u * total, run = 0.0, gap = INFINITY;
+                    int64_t ref = -1;
+                    for (int64_t i = 0; i < n; i++) {
+                        run += (double)fdi_expf1(sv[i] - max);
+                        gap = fmin(gap, fabs(run - target));
+                        if (run > target) {
+                            ref = sid[i];
+                            break;
+                        }
+                    }
+                    if (tok != ref) {
+                        mismatches++;
+                        borderline += gap <= 1e-12 * total;
+                    }
+                    if (tok == ref) {
+                        double w = (double)fdi_expf1(sv[0] - max);
+                        for (int64_t i = 0; i < n; i++) {
+                            if (sid[i] == tok) {
+                                w = (double)fdi_expf1(sv[i] - max);
+                            }
+                        }
+                        CHECK_NEAR(lp, log(w / total), 1e-9);
+                    }
+                }
+            }
+        }
+    }
+    fdi_set_isa(-1);
+    CHECK(mismatches == borderline);
+    CHECK(mismatches <= 2);
+}
+
 int main(void)
 {
     CHECK(fd_sample_workspace(8) <= sizeof wsbuf - 64);
@@ -546,5 +631,6 @@ int main(void)
     test_chi_square();
     test_seed_is_uniform();
     test_batch_invariance();
+    test_pick_long_rows();
     CHECK_REPORT("test_sample");
 }

@@ -222,8 +222,9 @@ size_t fd_sample_workspace(int64_t n_cols);
  * min-p -> typical -> epsilon -> eta -> pick; FD_ORDER_LLAMA: top-n-sigma -> top-k -> typical ->
  * top-p -> min-p -> epsilon -> eta -> temperature -> pick. Each filter has fd_filter's semantics
  * with min_keep = 1 on the surviving candidates. The pick is the inverse CDF over the surviving
- * candidates in ascending id order: the first id whose running weight exp(z - max) (summed in
- * double) exceeds u * total. tokens[r] is written for every row; logprob (may be NULL) receives
+ * candidates in ascending id order: float32 weights exp(z - max), summed in double in a fixed
+ * blocked order (sequential within 64-weight blocks, then the block sums in order); the first id
+ * whose running sum exceeds u * total. tokens[r] is written for every row; logprob (may be NULL) receives
  * the log-probability of the chosen token under the final filtered distribution. */
 fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_rng_args *rng,
                     int64_t *tokens, double *logprob, void *ws, fd_errinfo *err);
