@@ -79,6 +79,33 @@ def test_warper_parity(name, batch, rng):
     run_and_compare(name, x, param, mk, fv, what=f"{kind} {np.dtype(dtype).name} V={V}")
 
 
+@pytest.mark.parametrize("name", ["top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff"])
+def test_small_tied_rows_match_hf_exactly(name):
+    """On rows of at most 16 tokens torch.sort is stable, so HF's choice inside a tie group is
+    determined, and fastdecode must make the same one: masks identical, with no tie allowance.
+    (top-p keeps the higher ids of a split tie group; typical's min_tokens_to_keep the lower ids
+    of the walk. MinP picks min_tokens_to_keep by torch.topk, which is arbitrary even on short
+    rows, so it is not in this test.)"""
+    rng = np.random.default_rng(2024)
+    params = WARPERS[name][1]
+    rows = 0
+    for trial in range(600):
+        V = int(rng.integers(2, 17))
+        x = rng.integers(-2, 3, size=(1, V)).astype(np.float32)  # heavy ties
+        if trial % 4 == 0:
+            x[0, rng.random(V) < 0.3] = -np.inf
+            x[0, rng.integers(V)] = 0.0
+        param = params[trial % len(params)] if name != "top_k" else int(rng.integers(1, V + 2))
+        if name in ("top_p", "typical_p") and trial % 3 == 0:
+            param = float(rng.choice([0.25, 0.5, 0.75]))  # boundaries that land inside ties
+        mk = int(rng.integers(1, 4))
+        hf = WARPERS[name][0](param, mk, -np.inf)(None, torch.from_numpy(x.copy())).numpy()
+        got = getattr(fd, name)(x, param, min_tokens_to_keep=mk)
+        np.testing.assert_array_equal(got, hf, err_msg=f"{name} {x.tolist()} param={param} mk={mk}")
+        rows += 1
+    assert rows == 600
+
+
 def test_batches_cover_the_matrix():
     """Each warper sees every row kind, every parameter, both min_tokens_to_keep values,
     float16, and a finite filter_value, over >= 1,000 rows."""

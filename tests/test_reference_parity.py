@@ -424,19 +424,20 @@ def test_conformance_vectors():
 
 
 # ------------------------------------------------------------------------------------------------
-# tie rule: m of a tied group at the boundary -> the m lowest ids
+# tie rules: m of a tied group at the boundary -> the m lowest ids, except top-p, which keeps the
+# m highest ids (HF's stable ascending sort removes the lower ids first)
 
 
-def test_ties_keep_lowest_ids():
+def test_tie_rules_at_the_boundary():
     x = np.zeros((1, 40), np.float32)  # 40 equal logits: every boundary is inside the tie
     for p in (0.05, 0.3, 0.51, 0.99):
         kept = np.isfinite(fd.top_p(x, p))[0]
         n = int(kept.sum())
         assert n == int(np.ceil(p * 40 - 1e-9)) or n == int(np.ceil(p * 40)), (p, n)
-        assert kept[:n].all() and not kept[n:].any(), (p, np.nonzero(kept)[0])
+        assert kept[40 - n:].all() and not kept[:40 - n].any(), (p, np.nonzero(kept)[0])
     for mk in (1, 3, 7):
         kept = np.isfinite(fd.top_p(x, 0.0, min_tokens_to_keep=mk))[0]
-        assert np.array_equal(np.nonzero(kept)[0], np.arange(mk))
+        assert np.array_equal(np.nonzero(kept)[0], np.arange(40 - mk, 40))
         kept = np.isfinite(fd.min_p(np.r_[x[0], -5.0][None], 1.0, min_tokens_to_keep=mk))[0]
         assert kept[:40].all()  # all tied with the max: min_p keeps them all
     y = np.r_[np.zeros(10), np.full(30, -1.0)].astype(np.float32)

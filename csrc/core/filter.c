@@ -36,21 +36,6 @@
 
 #include <string.h>
 
-/* The radix-select interface of select.c. internal.h is shared with the other core files and
- * declares only the filter-level API, so these prototypes live here and in select.c. */
-size_t fdi_radix_workspace(int64_t n);
-double fdi_weights(const float *v, int64_t n, float max, float *w);
-double fdi_sum(const float *w, int64_t n);
-double fdi_dot_pos(const float *w, const float *d, int64_t n);
-void fdi_exp(const float *x, int64_t n, float shift, float *out);
-uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
-                       void *ws, int64_t *n_above, double *w_above, int64_t *n_eq, int *found);
-uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, float base,
-                        double target, void *ws, int64_t *n_above, double *w_above, int64_t *n_eq);
-float fdi_key_value(uint32_t key, int invert);
-int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
-                    int64_t take_eq);
-
 typedef struct {
     float *w;    /* per-candidate weights exp(z - max) */
     float *s;    /* per-candidate scores (typical) */
@@ -67,10 +52,10 @@ static fws layout(void *ws, int64_t n)
     return L;
 }
 
-/* Keeps the first L candidates of the descending walk of src (ascending when invert), ties by
- * id. */
+/* Keeps the first L candidates of the descending walk of src (ascending when invert); equal keys
+ * are walked by ascending id, or by descending id when ties_high (top-p's order, see fdi_top_p). */
 static int64_t keep_prefix(float *v, int32_t *id, const float *src, int64_t n, int invert,
-                           int64_t L, void *radix)
+                           int64_t L, int ties_high, void *radix)
 {
     if (L >= n) {
         return n;
@@ -80,6 +65,9 @@ static int64_t keep_prefix(float *v, int32_t *id, const float *src, int64_t n, i
     }
     int64_t na = 0, ne = 0;
     uint32_t T = fdi_radix_cut(src, NULL, n, invert, (double)L, radix, &na, NULL, &ne, NULL);
+    if (ties_high) {
+        return fdi_compact_tail(v, id, src, n, invert, T, ne - (L - na));
+    }
     return fdi_compact(v, id, src, n, invert, T, L - na);
 }
 
@@ -120,7 +108,10 @@ int64_t fdi_top_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, 
     int64_t na = 0, ne = 0;
     double wa = 0.0;
     uint32_t T = fdi_linear_cut(v, L.w, n, 0, max, target, L.radix, &na, &wa, &ne);
-    /* walk the tie group at T in id order: a token is kept while the mass before it is < p */
+    /* Walk the tie group at T: a token is kept while the mass before it is < p. Equal logits are
+     * walked by DESCENDING id: HF sorts ascending and removes a prefix of that order, and
+     * torch.sort is stable on short rows (it is not beyond 16 elements, where HF's choice inside a
+     * tie group is arbitrary), so HF keeps the higher ids of a split tie group. */
     float vt = fdi_key_value(T, 0);
     float wtf = 0.0f;
     if (max != -INFINITY) {
@@ -134,10 +125,12 @@ int64_t fdi_top_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, 
         cum += wt;
     }
     if (na + take >= min_keep) {
-        /* the whole tie group (the usual case: one element) or none of it: the fast compaction */
-        return fdi_compact(v, id, v, n, 0, T, take == ne ? INT64_MAX : take);
+        if (take == ne) { /* the whole tie group (the usual case: one element): fast compaction */
+            return fdi_compact(v, id, v, n, 0, T, INT64_MAX);
+        }
+        return fdi_compact_tail(v, id, v, n, 0, T, ne - take);
     }
-    return keep_prefix(v, id, v, n, 0, min_keep, L.radix);
+    return keep_prefix(v, id, v, n, 0, min_keep, 1, L.radix);
 }
 
 int64_t fdi_min_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, void *ws)
@@ -156,7 +149,7 @@ int64_t fdi_min_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, 
     }
     if (kept < min_keep) {
         fws L = layout(ws, n);
-        return keep_prefix(v, id, v, n, 0, min_keep, L.radix);
+        return keep_prefix(v, id, v, n, 0, min_keep, 0, L.radix);
     }
     int64_t j = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -198,7 +191,7 @@ int64_t fdi_typical(float *v, int32_t *id, int64_t n, double mass, int64_t min_k
     if (na + ne >= min_keep) {
         return fdi_compact(v, id, L.s, n, 1, T, INT64_MAX);
     }
-    return keep_prefix(v, id, L.s, n, 1, min_keep, L.radix);
+    return keep_prefix(v, id, L.s, n, 1, min_keep, 0, L.radix);
 }
 
 /* Keeps p >= thr (float32 p = w * (1 / Z), torch's softmax formula) or z >= zk, where

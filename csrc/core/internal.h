@@ -30,6 +30,28 @@ int64_t fdi_block_candidates(const float *x, int64_t n, const float *bm, int64_t
 /* sum exp(v - max) in double; -inf entries add 0. */
 double fdi_sum_exp(const float *v, int64_t n, float max);
 
+/* Selection primitives (select.c). Keys: a float maps to a uint32 whose unsigned order is the
+ * float order (invert = 1 complements them for ascending walks). A cut is the first key of the
+ * descending walk whose cumulative count (w == NULL) or weight reaches target; the count and
+ * weight strictly above it and the count equal to it are returned. fdi_linear_cut finds the same
+ * cut through linear bins of the distance from `base`. fdi_compact keeps keys > T plus the first
+ * take_eq keys == T (list order); fdi_compact_tail keeps keys > T plus all but the first skip_eq
+ * keys == T. Both compact stably in place, reading the keys from src. */
+size_t fdi_radix_workspace(int64_t n);
+double fdi_weights(const float *v, int64_t n, float max, float *w);
+double fdi_sum(const float *w, int64_t n);
+double fdi_dot_pos(const float *w, const float *d, int64_t n);
+void fdi_exp(const float *x, int64_t n, float shift, float *out);
+uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
+                       void *ws, int64_t *n_above, double *w_above, int64_t *n_eq, int *found);
+uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, float base,
+                        double target, void *ws, int64_t *n_above, double *w_above, int64_t *n_eq);
+float fdi_key_value(uint32_t key, int invert);
+int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
+                    int64_t take_eq);
+int64_t fdi_compact_tail(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
+                         int64_t skip_eq);
+
 /* Filters (semantics: fd.h, filter.c section). min_keep >= 1. */
 int64_t fdi_top_k(float *v, int32_t *id, int64_t n, int64_t k, void *ws);
 int64_t fdi_top_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, void *ws);

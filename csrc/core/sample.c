@@ -48,8 +48,6 @@
 
 #include <string.h>
 
-void fdi_exp(const float *x, int64_t n, float shift, float *out);
-
 typedef struct {
     float *v;
     int32_t *id;

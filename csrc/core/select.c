@@ -59,21 +59,6 @@
 #define FDI_LSCALE 128.0f /* linear bins per unit of the distance key: 2048 bins span [0, 16) */
 #define FDI_LMIN 2048     /* shorter lists go straight to the radix select */
 
-/* The radix-select interface used by filter.c and softmax.c. internal.h is shared with the other
- * core files and declares only the filter-level API, so the users repeat these prototypes. */
-size_t fdi_radix_workspace(int64_t n);
-double fdi_weights(const float *v, int64_t n, float max, float *w);
-double fdi_sum(const float *w, int64_t n);
-double fdi_dot_pos(const float *w, const float *d, int64_t n);
-void fdi_exp(const float *x, int64_t n, float shift, float *out);
-uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
-                       void *ws, int64_t *n_above, double *w_above, int64_t *n_eq, int *found);
-uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, float base,
-                        double target, void *ws, int64_t *n_above, double *w_above, int64_t *n_eq);
-float fdi_key_value(uint32_t key, int invert);
-int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
-                    int64_t take_eq);
-
 typedef struct {
     uint32_t key;
     int64_t n_above, n_eq;
@@ -676,6 +661,27 @@ int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int inve
         int eq = k == T;
         int keep = (k > T) | (eq & (take_eq > 0)); /* bitwise: no data-dependent branch */
         take_eq -= eq;
+        float x = v[i];
+        int32_t d = id[i];
+        v[j] = x;
+        id[j] = d;
+        j += keep;
+    }
+    return j;
+}
+
+/* Like fdi_compact, but of the elements whose key equals T it keeps all but the first skip_eq
+ * (in list order): the highest ids of a tie group, for top-p's HF tie order (see filter.c). */
+int64_t fdi_compact_tail(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
+                         int64_t skip_eq)
+{
+    uint32_t flip = invert ? 0xffffffffu : 0u;
+    int64_t j = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t k = fdi_key(src[i]) ^ flip;
+        int eq = k == T;
+        int keep = (k > T) | (eq & (skip_eq <= 0)); /* bitwise: no data-dependent branch */
+        skip_eq -= eq;
         float x = v[i];
         int32_t d = id[i];
         v[j] = x;

@@ -33,11 +33,6 @@
 
 #define FD_ARGMAX_CHUNK 512
 
-/* select.c's vectorised exp and fixed-order double sums (see the note in filter.c) */
-double fdi_sum(const float *w, int64_t n);
-double fdi_dot_pos(const float *w, const float *d, int64_t n);
-void fdi_exp(const float *x, int64_t n, float shift, float *out);
-
 /* two float rows: the shifted logits and their exp */
 size_t fd_softmax_workspace(int64_t n_cols)
 {

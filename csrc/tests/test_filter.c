@@ -120,17 +120,18 @@ static void test_table(void)
         {FD_FILTER_TOP_K, 4, {NINF, 1, NINF, 0}, 3, 1, "1111"}, /* 3rd largest is -inf */
         {FD_FILTER_TOP_K, 4, {NINF, 1, NINF, 0}, 2, 1, "0101"},
         {FD_FILTER_TOP_K, 3, {-0.0f, 0.0f, -1}, 1, 1, "110"}, /* -0 == +0 */
-        /* top-p: walk by descending z, ties lower id first; keep while mass before < p */
-        {FD_FILTER_TOP_P, 4, {0, 0, 0, 0}, 0.5, 1, "1100"},
-        {FD_FILTER_TOP_P, 4, {0, 0, 0, 0}, 0.51, 1, "1110"},
-        {FD_FILTER_TOP_P, 4, {0, 0, 0, 0}, 0.0, 3, "1110"},
-        {FD_FILTER_TOP_P, 4, {0, 0, 0, 0}, 0.0, 1, "1000"},
-        {FD_FILTER_TOP_P, 5, {1, 3, 3, 0, 3}, 0.0, 2, "01100"},
+        /* top-p: walk by descending z, ties HIGHER id first (HF's stable ascending sort); keep
+         * while mass before < p. Expectations checked against TopPLogitsWarper itself. */
+        {FD_FILTER_TOP_P, 4, {0, 0, 0, 0}, 0.5, 1, "0011"},
+        {FD_FILTER_TOP_P, 4, {0, 0, 0, 0}, 0.51, 1, "0111"},
+        {FD_FILTER_TOP_P, 4, {0, 0, 0, 0}, 0.0, 3, "0111"},
+        {FD_FILTER_TOP_P, 4, {0, 0, 0, 0}, 0.0, 1, "0001"},
+        {FD_FILTER_TOP_P, 5, {1, 3, 3, 0, 3}, 0.0, 2, "00101"},
         {FD_FILTER_TOP_P, 4, {NINF, 0, 0, NINF}, 0.99, 1, "0110"},
         {FD_FILTER_TOP_P, 4, {NINF, 0, 0, NINF}, 1.0, 1, "1111"}, /* p = 1 keeps -inf too */
-        {FD_FILTER_TOP_P, 4, {NINF, 0, 0, NINF}, 0.99, 3, "1110"}, /* -inf: lower id first */
-        {FD_FILTER_TOP_P, 3, {NINF, NINF, NINF}, 0.5, 1, "100"},
-        {FD_FILTER_TOP_P, 5, {0, 10, 0, 0, 0}, 0.9, 2, "11000"},
+        {FD_FILTER_TOP_P, 4, {NINF, 0, 0, NINF}, 0.99, 3, "0111"}, /* -inf: higher id first */
+        {FD_FILTER_TOP_P, 3, {NINF, NINF, NINF}, 0.5, 1, "001"},
+        {FD_FILTER_TOP_P, 5, {0, 10, 0, 0, 0}, 0.9, 2, "01001"},
         {FD_FILTER_TOP_P, 5, {0, 10, 0, 0, 0}, 0.9, 5, "11111"},
         /* min-p: remove (z - max) < ln p; then the first min_keep of the descending walk */
         {FD_FILTER_MIN_P, 4, {1, 1, 1, 0}, 1.0, 1, "1110"},
@@ -213,7 +214,7 @@ static void test_dtypes_layout(void)
     double pp = 0.4;
     CHECK(fd_filter(FD_FILTER_TOP_P, &bin, &bo, scalar(&pp), scalar(&mk), NINF, ws, NULL) ==
           FD_OK);
-    CHECK(bout[2] == b[2] && bout[3] == fd_float_to_bf16(NINF));
+    CHECK(bout[3] == b[3] && bout[2] == fd_float_to_bf16(NINF)); /* the tie: higher id kept */
     CHECK(bout[0] == fd_float_to_bf16(NINF));
     /* with filter_value -inf the half is 0xfc00 */
     CHECK(fd_float_to_half(NINF) == 0xfc00u);
@@ -248,7 +249,7 @@ static void test_dtypes_layout(void)
     double p1 = 0.0;
     CHECK(fd_filter(FD_FILTER_TOP_P, &xi, &xo, scalar(&p1), scalar(&mk), -3.0, ws, NULL) == FD_OK);
     CHECK(o[0] == -3 && o[1] == 5 && o[2] == -3 && o[3] == -3 && o[4] == -3 && o[5] == 42);
-    CHECK(o[6] == 0 && o[7] == -3 && o[10] == -3 && o[11] == 42);
+    CHECK(o[6] == -3 && o[9] == -3 && o[10] == 0 && o[11] == 42); /* all tied: the last id */
 
     /* errors: NaN / +inf with row and index, parameters outside the domain with the row */
     float e[2 * 4] = {0, 1, 2, 3, 0, 1, NAN, 3};
@@ -374,6 +375,19 @@ static void reference(fd_filter_kind kind, const float *v, int64_t n, double p, 
         break;
     }
     case FD_FILTER_TOP_P: {
+        /* HF's tie order: equal values walked by descending id */
+        for (int64_t j = 0; j < n;) {
+            int64_t g = j;
+            while (g < n && v[order[g]] == v[order[j]]) {
+                g++;
+            }
+            for (int64_t a = j, b = g - 1; a < b; a++, b--) {
+                int32_t t = order[a];
+                order[a] = order[b];
+                order[b] = t;
+            }
+            j = g;
+        }
         double cum = 0.0;
         for (int64_t j = 0; j < n; j++) {
             int32_t i = order[j];

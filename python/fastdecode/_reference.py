@@ -222,7 +222,9 @@ def _keep_top_p(z, p, min_keep):
     if p >= 1.0:
         return np.ones(V, dtype=bool)
     probs = _softmax_row(z)
-    order = _desc_order(z)
+    # HF's tie order: it sorts ascending (stably, on short rows) and removes a prefix, so among
+    # equal logits the higher id comes first in the descending walk
+    order = np.lexsort((-np.arange(V), -z))
     sp = probs[order]
     before = np.concatenate(([0.0], np.cumsum(sp)[:-1]))
     keep_sorted = before < p

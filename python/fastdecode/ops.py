@@ -8,8 +8,10 @@ Computation happens in float32 (sums in float64); float16/bfloat16 are storage f
 
 Semantics follow Hugging Face ``transformers`` (``generation/logits_process.py``) unless a
 docstring says otherwise; see SPEC.md. Where HF's own result depends on the order in which
-``torch.sort`` arranges equal values (it is not stable beyond 16 elements), fastdecode resolves the
-tie deterministically in favour of the lowest token id.
+``torch.sort`` arranges equal values, fastdecode resolves the tie deterministically: as HF does on
+rows of up to 16 tokens (where ``torch.sort`` is stable) — top-p keeps the highest ids of a split
+tie group — and in favour of the lowest token id everywhere else. On longer rows HF's choice inside
+a tie group is arbitrary.
 """
 
 from __future__ import annotations
@@ -184,7 +186,9 @@ def top_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
     Tokens are walked from the highest logit down; a token is kept while the mass of the tokens
     before it is ``< p``, so the token that crosses ``p`` is kept (HF removes ``cumsum <= 1 - p`` of
     the ascending sort). ``p = 1`` keeps everything; ``p = 0`` keeps the top ``min_tokens_to_keep``.
-    Among equal logits the lowest token id comes first in the walk. Sort-free (radix selection).
+    Among equal logits the highest token id comes first in the walk, which is what HF's stable
+    ascending sort gives (torch.sort is stable on rows of up to 16 tokens; beyond that HF's choice
+    inside a tie group is arbitrary). Sort-free (radix selection).
     """
     return _run_filter(_k.TOP_P, logits, p, "p", dict(lo=0.0, hi=1.0), min_tokens_to_keep,
                        filter_value, out, dtype)

@@ -21,7 +21,9 @@
  * documents this).
  *
  * Ties: wherever a kernel must choose between equal values, the lowest vocabulary index wins
- * (argmax picks the first maximum; a filter that keeps "m of the tied tokens" keeps the m lowest ids).
+ * (argmax picks the first maximum; a filter that keeps "m of the tied tokens" keeps the m lowest
+ * ids), except in top-p, which follows Hugging Face's stable ascending sort: there the highest ids
+ * of a split tie group are kept.
  */
 #ifndef FASTDECODE_FD_H
 #define FASTDECODE_FD_H
@@ -117,8 +119,9 @@ fd_status fd_argmax(const fd_rows *in, int64_t *out, fd_errinfo *err);
  * TOP_P, MIN_P, TYPICAL (mass), EPSILON, ETA, n for TOP_N_SIGMA (<= 0 disables). min_keep >= 1.
  * Exact rules (p are the softmax probabilities of the row in float32, sums in double):
  *   TOP_K    remove z < (k-th largest z); every token tied with the k-th value is kept.
- *   TOP_P    walk tokens by descending z (ties: lower id first); keep a token while the mass of
- *            the tokens before it is < p; the first min_keep tokens of the walk are always kept.
+ *   TOP_P    walk tokens by descending z (ties: HIGHER id first, the reverse of HF's stable
+ *            ascending sort); keep a token while the mass of the tokens before it is < p; the
+ *            first min_keep tokens of the walk are always kept.
  *            p = 1 keeps everything (HF: cumsum <= 1 - p removes nothing).
  *   MIN_P    remove (z - max) < ln(p) (i.e. prob < p * max prob); keep the min_keep first of the
  *            descending walk.
