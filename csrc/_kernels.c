@@ -26,6 +26,15 @@
 
 /* Below this many logits the GIL is kept: releasing it costs more than the kernel. */
 #define FD_GIL_MINSIZE 16384
+/* Below this many logits a batch stays on one thread: starting a thread costs tens of
+ * microseconds, about what 2^18 logits of the fused sampler take. */
+#define FD_THREAD_MINSIZE (1 << 18)
+#define FD_MAX_THREADS 64
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FD_HAVE_PTHREAD 1
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* argument helpers                                                                            */
@@ -159,23 +168,30 @@ vec_from(PyObject *o, const char *name, int typenum, npy_intp len, npy_intp *n, 
     return PyArray_DATA(a);
 }
 
+/* A per-row vector of the given type: length 1 (shared, *stride = 0) or n_rows (*stride = 1). */
+static const void *
+per_row_from(PyObject *o, const char *name, int typenum, int64_t n_rows, int64_t *stride)
+{
+    npy_intp n;
+    const void *v = vec_from(o, name, typenum, -1, &n, 0);
+    if (v == NULL) {
+        return NULL;
+    }
+    if (n != 1 && n != n_rows) {
+        PyErr_Format(PyExc_ValueError, "%s must have 1 or %lld values (one per row), got %zd", name,
+                     (long long)n_rows, (Py_ssize_t)n);
+        return NULL;
+    }
+    *stride = n == 1 ? 0 : 1;
+    return v;
+}
+
 /* A per-row float64 parameter: length 1 (shared) or n_rows. */
 static int
 param_from(PyObject *o, const char *name, int64_t n_rows, fd_param *p)
 {
-    npy_intp n;
-    const double *v = vec_from(o, name, NPY_FLOAT64, -1, &n, 0);
-    if (v == NULL) {
-        return -1;
-    }
-    if (n != 1 && n != n_rows) {
-        PyErr_Format(PyExc_ValueError, "%s must have 1 or %lld values (one per row), got %zd",
-                     name, (long long)n_rows, (Py_ssize_t)n);
-        return -1;
-    }
-    p->values = v;
-    p->stride = n == 1 ? 0 : 1;
-    return 0;
+    p->values = per_row_from(o, name, NPY_FLOAT64, n_rows, &p->stride);
+    return p->values == NULL ? -1 : 0;
 }
 
 /* Optional per-row int64 bounds: None or a length-n_rows array. */
@@ -289,16 +305,6 @@ finish(fd_status st, const fd_errinfo *e, const char *fname, const char *ids_nam
     Py_RETURN_NONE;
 }
 
-#define BEGIN_CALL(size)                                                                       \
-    PyThreadState *_save = NULL;                                                               \
-    if ((size) >= FD_GIL_MINSIZE) {                                                            \
-        _save = PyEval_SaveThread();                                                           \
-    }
-#define END_CALL()                                                                             \
-    if (_save) {                                                                               \
-        PyEval_RestoreThread(_save);                                                           \
-    }
-
 static int
 same_shape(const fd_rows *a, const fd_rows *b, const char *bname)
 {
@@ -310,248 +316,359 @@ same_shape(const fd_rows *a, const fd_rows *b, const char *bname)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* the row runner: workspace, GIL release and batch threads for the row-wise kernels          */
+
+/* One row-wise kernel applied to rows [r0, r1) of its arguments (ctx), with its own workspace.
+ * Error rows it reports are relative to r0. */
+typedef fd_status (*rows_fn)(const void *ctx, int64_t r0, int64_t r1, void *ws, fd_errinfo *e);
+
+typedef struct {
+    rows_fn fn;
+    const void *ctx;
+    int64_t r0, r1;
+    void *ws;
+    fd_status st;
+    fd_errinfo e;
+} chunk;
+
+static void
+run_chunk(chunk *c)
+{
+    c->e.row = -1;
+    c->e.index = -1;
+    c->st = c->fn(c->ctx, c->r0, c->r1, c->ws, &c->e);
+    if (c->st != FD_OK && c->e.row >= 0) {
+        c->e.row += c->r0;
+    }
+}
+
+#ifdef FD_HAVE_PTHREAD
+static void *
+chunk_main(void *arg)
+{
+    run_chunk((chunk *)arg);
+    return NULL;
+}
+#endif
+
+static fd_rows
+sub_rows(const fd_rows *x, int64_t r0, int64_t r1)
+{
+    static const size_t isz[4] = {4, 8, 2, 2}; /* FD_F32, FD_F64, FD_F16, FD_BF16 */
+    fd_rows s = *x;
+    s.data = (char *)x->data + (size_t)(r0 * x->row_stride) * isz[x->dtype];
+    s.n_rows = r1 - r0;
+    return s;
+}
+
+static fd_param
+sub_param(fd_param p, int64_t r0)
+{
+    p.values += r0 * p.stride;
+    return p;
+}
+
+/* Runs fn over all rows: in the calling thread for small batches, else split into up to
+ * n_threads contiguous chunks of rows, one workspace each, the GIL released throughout. Rows are
+ * independent, so the result is the same whatever the split; the error reported is that of the
+ * lowest failing row. Returns None or NULL with the exception set. */
+static PyObject *
+run_rows(rows_fn fn, const void *ctx, int64_t n_rows, int64_t n_cols, size_t ws_size,
+         long n_threads, const char *fname)
+{
+    int64_t size = n_rows * n_cols;
+    int64_t nt = 1;
+#ifdef FD_HAVE_PTHREAD
+    if (n_threads > 1 && n_rows > 1 && size >= FD_THREAD_MINSIZE) {
+        nt = n_threads < n_rows ? n_threads : n_rows;
+        nt = nt < FD_MAX_THREADS ? nt : FD_MAX_THREADS;
+    }
+#else
+    (void)n_threads;
+#endif
+    size_t stride = (ws_size + 63) & ~(size_t)63;
+    void *raw = NULL;
+    char *ws = ws_alloc(stride * (size_t)nt, &raw);
+    if (ws == NULL) {
+        return NULL;
+    }
+    chunk chunks[FD_MAX_THREADS];
+    int64_t per = (n_rows + nt - 1) / nt;
+    for (int64_t t = 0; t < nt; t++) {
+        chunks[t].fn = fn;
+        chunks[t].ctx = ctx;
+        chunks[t].r0 = t * per < n_rows ? t * per : n_rows;
+        chunks[t].r1 = (t + 1) * per < n_rows ? (t + 1) * per : n_rows;
+        chunks[t].ws = ws + stride * (size_t)t;
+    }
+    PyThreadState *save = size >= FD_GIL_MINSIZE ? PyEval_SaveThread() : NULL;
+#ifdef FD_HAVE_PTHREAD
+    pthread_t tid[FD_MAX_THREADS];
+    int started[FD_MAX_THREADS] = {0};
+    for (int64_t t = 1; t < nt; t++) {
+        started[t] = pthread_create(&tid[t], NULL, chunk_main, &chunks[t]) == 0;
+    }
+    run_chunk(&chunks[0]);
+    for (int64_t t = 1; t < nt; t++) {
+        if (started[t]) {
+            pthread_join(tid[t], NULL);
+        }
+        else {
+            run_chunk(&chunks[t]); /* no thread to be had: do it here */
+        }
+    }
+#else
+    run_chunk(&chunks[0]);
+#endif
+    if (save) {
+        PyEval_RestoreThread(save);
+    }
+    PyMem_RawFree(raw);
+    for (int64_t t = 0; t < nt; t++) {
+        if (chunks[t].st != FD_OK) {
+            return finish(chunks[t].st, &chunks[t].e, fname, "ids");
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* entry points                                                                                */
 
 /* filter(kind, x, out, param, min_keep, filter_value) */
+typedef struct {
+    fd_filter_kind kind;
+    fd_rows x, out;
+    fd_param param, min_keep;
+    double fv;
+} filter_ctx;
+
+static fd_status
+filter_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const filter_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1), out = sub_rows(&c->out, r0, r1);
+    return fd_filter(c->kind, &x, &out, sub_param(c->param, r0), sub_param(c->min_keep, r0), c->fv,
+                     ws, e);
+}
+
 static PyObject *
 k_filter(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *result = NULL;
-    void *raw = NULL;
-    fd_rows x, out;
-    fd_param param, min_keep;
-    if (check_nargs("filter", nargs, 6) < 0) {
-        goto done;
+    filter_ctx c;
+    if (check_nargs("filter", nargs, 7) < 0) {
+        return NULL;
     }
     long kind = PyLong_AsLong(args[0]);
     if (kind == -1 && PyErr_Occurred()) {
-        goto done;
+        return NULL;
     }
     if (kind < FD_FILTER_TOP_K || kind > FD_FILTER_TOP_N_SIGMA) {
         PyErr_SetString(PyExc_ValueError, "unknown filter kind");
-        goto done;
+        return NULL;
     }
-    double fv = PyFloat_AsDouble(args[5]);
-    if (fv == -1.0 && PyErr_Occurred()) {
-        goto done;
+    c.kind = (fd_filter_kind)kind;
+    c.fv = PyFloat_AsDouble(args[5]);
+    long nt = PyLong_AsLong(args[6]);
+    if ((c.fv == -1.0 || nt == -1) && PyErr_Occurred()) {
+        return NULL;
     }
-    if (rows_from(args[1], "logits", 0, &x) < 0 || rows_from(args[2], "out", 1, &out) < 0 ||
-        same_shape(&x, &out, "out") < 0 || param_from(args[3], "param", x.n_rows, &param) < 0 ||
-        param_from(args[4], "min_tokens_to_keep", x.n_rows, &min_keep) < 0) {
-        goto done;
+    if (rows_from(args[1], "logits", 0, &c.x) < 0 || rows_from(args[2], "out", 1, &c.out) < 0 ||
+        same_shape(&c.x, &c.out, "out") < 0 ||
+        param_from(args[3], "param", c.x.n_rows, &c.param) < 0 ||
+        param_from(args[4], "min_tokens_to_keep", c.x.n_rows, &c.min_keep) < 0) {
+        return NULL;
     }
-    if (x.dtype != out.dtype) {
+    if (c.x.dtype != c.out.dtype) {
         PyErr_SetString(PyExc_TypeError, "out must have the dtype of logits");
-        goto done;
+        return NULL;
     }
-    void *ws = ws_alloc(fd_filter_workspace(x.n_cols), &raw);
-    if (ws == NULL) {
-        goto done;
-    }
-    fd_errinfo e = {-1, -1};
-    fd_status st;
-    {
-        BEGIN_CALL(x.n_rows * x.n_cols);
-        st = fd_filter((fd_filter_kind)kind, &x, &out, param, min_keep, fv, ws, &e);
-        END_CALL();
-    }
-    result = finish(st, &e, "filter", "ids");
-done:
-    PyMem_RawFree(raw);
-    return result;
+    return run_rows(filter_rows, &c, c.x.n_rows, c.x.n_cols, fd_filter_workspace(c.x.n_cols), nt,
+                    "filter");
 }
 
 /* softmax(x, out, temperature, log) */
+typedef struct {
+    fd_rows x, out;
+    fd_param t;
+    int log;
+} softmax_ctx;
+
+static fd_status
+softmax_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const softmax_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1), out = sub_rows(&c->out, r0, r1);
+    return fd_softmax(&x, &out, sub_param(c->t, r0), c->log, ws, e);
+}
+
 static PyObject *
 k_softmax(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *result = NULL;
-    void *raw = NULL;
-    fd_rows x, out;
-    fd_param t;
-    if (check_nargs("softmax", nargs, 4) < 0) {
-        goto done;
+    softmax_ctx c;
+    if (check_nargs("softmax", nargs, 5) < 0) {
+        return NULL;
     }
-    int lg = PyObject_IsTrue(args[3]);
-    if (lg < 0 || rows_from(args[0], "logits", 0, &x) < 0 ||
-        rows_from(args[1], "out", 1, &out) < 0 || same_shape(&x, &out, "out") < 0 ||
-        param_from(args[2], "temperature", x.n_rows, &t) < 0) {
-        goto done;
+    c.log = PyObject_IsTrue(args[3]);
+    long nt = PyLong_AsLong(args[4]);
+    if (c.log < 0 || (nt == -1 && PyErr_Occurred()) || rows_from(args[0], "logits", 0, &c.x) < 0 ||
+        rows_from(args[1], "out", 1, &c.out) < 0 || same_shape(&c.x, &c.out, "out") < 0 ||
+        param_from(args[2], "temperature", c.x.n_rows, &c.t) < 0) {
+        return NULL;
     }
-    if (out.dtype != FD_F32 && out.dtype != FD_F64) {
+    if (c.out.dtype != FD_F32 && c.out.dtype != FD_F64) {
         PyErr_SetString(PyExc_TypeError, "out must be float32 or float64");
-        goto done;
+        return NULL;
     }
-    void *ws = ws_alloc(fd_softmax_workspace(x.n_cols), &raw);
-    if (ws == NULL) {
-        goto done;
-    }
-    fd_errinfo e = {-1, -1};
-    fd_status st;
-    {
-        BEGIN_CALL(x.n_rows * x.n_cols);
-        st = fd_softmax(&x, &out, t, lg, ws, &e);
-        END_CALL();
-    }
-    result = finish(st, &e, "softmax", "ids");
-done:
-    PyMem_RawFree(raw);
-    return result;
+    return run_rows(softmax_rows, &c, c.x.n_rows, c.x.n_cols, fd_softmax_workspace(c.x.n_cols),
+                    nt, "softmax");
 }
 
 /* entropy(x, entropy_out or None, varentropy_out or None) */
+typedef struct {
+    fd_rows x;
+    double *h, *v;
+} entropy_ctx;
+
+static fd_status
+entropy_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const entropy_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1);
+    return fd_entropy(&x, c->h ? c->h + r0 : NULL, c->v ? c->v + r0 : NULL, ws, e);
+}
+
 static PyObject *
 k_entropy(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *result = NULL;
-    void *raw = NULL;
-    fd_rows x;
-    double *h = NULL, *v = NULL;
-    if (check_nargs("entropy", nargs, 3) < 0 || rows_from(args[0], "logits", 0, &x) < 0) {
-        goto done;
+    entropy_ctx c = {.h = NULL, .v = NULL};
+    if (check_nargs("entropy", nargs, 4) < 0 || rows_from(args[0], "logits", 0, &c.x) < 0) {
+        return NULL;
+    }
+    long nt = PyLong_AsLong(args[3]);
+    if (nt == -1 && PyErr_Occurred()) {
+        return NULL;
     }
     if (args[1] != Py_None &&
-        (h = (double *)vec_from(args[1], "entropy", NPY_FLOAT64, x.n_rows, NULL, 1)) == NULL) {
-        goto done;
+        (c.h = (double *)vec_from(args[1], "entropy", NPY_FLOAT64, c.x.n_rows, NULL, 1)) == NULL) {
+        return NULL;
     }
     if (args[2] != Py_None &&
-        (v = (double *)vec_from(args[2], "varentropy", NPY_FLOAT64, x.n_rows, NULL, 1)) == NULL) {
-        goto done;
+        (c.v = (double *)vec_from(args[2], "varentropy", NPY_FLOAT64, c.x.n_rows, NULL, 1)) ==
+            NULL) {
+        return NULL;
     }
-    void *ws = ws_alloc(fd_softmax_workspace(x.n_cols), &raw);
-    if (ws == NULL) {
-        goto done;
-    }
-    fd_errinfo e = {-1, -1};
-    fd_status st;
-    {
-        BEGIN_CALL(x.n_rows * x.n_cols);
-        st = fd_entropy(&x, h, v, ws, &e);
-        END_CALL();
-    }
-    result = finish(st, &e, "entropy", "ids");
-done:
-    PyMem_RawFree(raw);
-    return result;
+    return run_rows(entropy_rows, &c, c.x.n_rows, c.x.n_cols, fd_softmax_workspace(c.x.n_cols),
+                    nt, "entropy");
 }
 
 /* argmax(x, out int64 (B,)) */
+typedef struct {
+    fd_rows x;
+    int64_t *out;
+} argmax_ctx;
+
+static fd_status
+argmax_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const argmax_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1);
+    return fd_argmax(&x, c->out + r0, e);
+}
+
 static PyObject *
 k_argmax(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *result = NULL;
+    argmax_ctx c;
+    if (check_nargs("argmax", nargs, 3) < 0 || rows_from(args[0], "logits", 0, &c.x) < 0 ||
+        (c.out = (int64_t *)vec_from(args[1], "out", NPY_INT64, c.x.n_rows, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    long nt = PyLong_AsLong(args[2]);
+    if (nt == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return run_rows(argmax_rows, &c, c.x.n_rows, c.x.n_cols, 0, nt, "argmax");
+}
+
+typedef struct {
     fd_rows x;
-    int64_t *o;
-    if (check_nargs("argmax", nargs, 2) < 0 || rows_from(args[0], "logits", 0, &x) < 0 ||
-        (o = (int64_t *)vec_from(args[1], "out", NPY_INT64, x.n_rows, NULL, 1)) == NULL) {
-        goto done;
+    fd_sample_params sp;
+    fd_rng_args rng;
+    int64_t *tokens;
+    double *logprob;
+} sample_ctx;
+
+static fd_status
+sample_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const sample_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1);
+    fd_sample_params sp = c->sp;
+    fd_param *ps[8] = {&sp.temperature, &sp.top_k, &sp.top_p, &sp.min_p,
+                       &sp.typical_p,   &sp.epsilon, &sp.eta, &sp.top_n_sigma};
+    for (int i = 0; i < 8; i++) {
+        *ps[i] = sub_param(*ps[i], r0);
     }
-    fd_errinfo e = {-1, -1};
-    fd_status st;
-    {
-        BEGIN_CALL(x.n_rows * x.n_cols);
-        st = fd_argmax(&x, o, &e);
-        END_CALL();
+    fd_rng_args rng = c->rng;
+    rng.seed += r0 * rng.seed_stride;
+    rng.position += r0 * rng.position_stride;
+    if (rng.uniform) {
+        rng.uniform += r0 * rng.uniform_stride;
     }
-    result = finish(st, &e, "argmax", "ids");
-done:
-    return result;
+    return fd_sample(&x, &sp, &rng, c->tokens + r0, c->logprob ? c->logprob + r0 : NULL, ws, e);
 }
 
 /* sample(x, temperature, top_k, top_p, min_p, typical_p, epsilon, eta, top_n_sigma, order,
  *        seeds uint64, positions int64, uniforms float64 or None, tokens_out int64,
- *        logprob_out float64 or None) */
+ *        logprob_out float64 or None, n_threads) */
 static PyObject *
 k_sample(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
     static const char *const pnames[8] = {"temperature", "top_k",     "top_p",
                                           "min_p",       "typical_p", "epsilon_cutoff",
                                           "eta_cutoff",  "top_n_sigma"};
-    PyObject *result = NULL;
-    void *raw = NULL;
-    fd_rows x;
-    fd_param p[8];
-    fd_sample_params sp;
-    fd_rng_args rng = {0};
-    int64_t *tokens;
-    double *logprob = NULL;
-    npy_intp n;
-    if (check_nargs("sample", nargs, 15) < 0 || rows_from(args[0], "logits", 0, &x) < 0) {
-        goto done;
+    sample_ctx c = {.logprob = NULL};
+    if (check_nargs("sample", nargs, 16) < 0 || rows_from(args[0], "logits", 0, &c.x) < 0) {
+        return NULL;
     }
+    int64_t B = c.x.n_rows;
+    fd_param *ps[8] = {&c.sp.temperature, &c.sp.top_k, &c.sp.top_p, &c.sp.min_p,
+                       &c.sp.typical_p,   &c.sp.epsilon, &c.sp.eta, &c.sp.top_n_sigma};
     for (int i = 0; i < 8; i++) {
-        if (param_from(args[1 + i], pnames[i], x.n_rows, &p[i]) < 0) {
-            goto done;
+        if (param_from(args[1 + i], pnames[i], B, ps[i]) < 0) {
+            return NULL;
         }
     }
     long order = PyLong_AsLong(args[9]);
-    if (order == -1 && PyErr_Occurred()) {
-        goto done;
+    long nt = PyLong_AsLong(args[15]);
+    if ((order == -1 || nt == -1) && PyErr_Occurred()) {
+        return NULL;
     }
     if (order != FD_ORDER_HF && order != FD_ORDER_LLAMA) {
         PyErr_SetString(PyExc_ValueError, "order must be 0 (hf) or 1 (llama.cpp)");
-        goto done;
+        return NULL;
     }
-    sp.temperature = p[0];
-    sp.top_k = p[1];
-    sp.top_p = p[2];
-    sp.min_p = p[3];
-    sp.typical_p = p[4];
-    sp.epsilon = p[5];
-    sp.eta = p[6];
-    sp.top_n_sigma = p[7];
-    sp.order = (fd_order)order;
-    if ((rng.seed = vec_from(args[10], "seed", NPY_UINT64, -1, &n, 0)) == NULL) {
-        goto done;
+    c.sp.order = (fd_order)order;
+    c.rng.uniform = NULL;
+    c.rng.uniform_stride = 0;
+    if ((c.rng.seed = per_row_from(args[10], "seed", NPY_UINT64, B, &c.rng.seed_stride)) == NULL ||
+        (c.rng.position = per_row_from(args[11], "position", NPY_INT64, B,
+                                       &c.rng.position_stride)) == NULL) {
+        return NULL;
     }
-    if (n != 1 && n != x.n_rows) {
-        PyErr_Format(PyExc_ValueError, "seed must have 1 or %lld values", (long long)x.n_rows);
-        goto done;
+    if (args[12] != Py_None && (c.rng.uniform = per_row_from(args[12], "uniforms", NPY_FLOAT64, B,
+                                                             &c.rng.uniform_stride)) == NULL) {
+        return NULL;
     }
-    rng.seed_stride = n == 1 ? 0 : 1;
-    if ((rng.position = vec_from(args[11], "position", NPY_INT64, -1, &n, 0)) == NULL) {
-        goto done;
-    }
-    if (n != 1 && n != x.n_rows) {
-        PyErr_Format(PyExc_ValueError, "position must have 1 or %lld values",
-                     (long long)x.n_rows);
-        goto done;
-    }
-    rng.position_stride = n == 1 ? 0 : 1;
-    if (args[12] != Py_None) {
-        if ((rng.uniform = vec_from(args[12], "uniforms", NPY_FLOAT64, -1, &n, 0)) == NULL) {
-            goto done;
-        }
-        if (n != 1 && n != x.n_rows) {
-            PyErr_Format(PyExc_ValueError, "uniforms must have 1 or %lld values",
-                         (long long)x.n_rows);
-            goto done;
-        }
-        rng.uniform_stride = n == 1 ? 0 : 1;
-    }
-    if ((tokens = (int64_t *)vec_from(args[13], "out", NPY_INT64, x.n_rows, NULL, 1)) == NULL) {
-        goto done;
+    if ((c.tokens = (int64_t *)vec_from(args[13], "out", NPY_INT64, B, NULL, 1)) == NULL) {
+        return NULL;
     }
     if (args[14] != Py_None &&
-        (logprob = (double *)vec_from(args[14], "logprobs", NPY_FLOAT64, x.n_rows, NULL, 1)) ==
-            NULL) {
-        goto done;
+        (c.logprob = (double *)vec_from(args[14], "logprobs", NPY_FLOAT64, B, NULL, 1)) == NULL) {
+        return NULL;
     }
-    void *ws = ws_alloc(fd_sample_workspace(x.n_cols), &raw);
-    if (ws == NULL) {
-        goto done;
-    }
-    fd_errinfo e = {-1, -1};
-    fd_status st;
-    {
-        BEGIN_CALL(x.n_rows * x.n_cols);
-        st = fd_sample(&x, &sp, &rng, tokens, logprob, ws, &e);
-        END_CALL();
-    }
-    result = finish(st, &e, "sample", "ids");
-done:
-    PyMem_RawFree(raw);
-    return result;
+    return run_rows(sample_rows, &c, B, c.x.n_cols, fd_sample_workspace(c.x.n_cols), nt, "sample");
 }
 
 /* Shared front half of the history-based kernels: x (edited in place), ids, begin, end. */
@@ -683,41 +800,50 @@ done:
 }
 
 /* apply_bitmask(x, words int32 (B or 1, W) C-contiguous, filter_value) */
+typedef struct {
+    fd_rows x;
+    const int32_t *words;
+    int64_t n_words, row_stride;
+    double fv;
+} bitmask_ctx;
+
+static fd_status
+bitmask_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const bitmask_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1);
+    return fd_apply_bitmask(&x, c->words + r0 * c->row_stride, c->n_words, c->row_stride, c->fv,
+                            e);
+}
+
 static PyObject *
 k_apply_bitmask(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *result = NULL;
-    fd_rows x;
-    if (check_nargs("apply_bitmask", nargs, 3) < 0 || rows_from(args[0], "logits", 1, &x) < 0) {
-        goto done;
+    bitmask_ctx c;
+    if (check_nargs("apply_bitmask", nargs, 4) < 0 || rows_from(args[0], "logits", 1, &c.x) < 0) {
+        return NULL;
     }
     PyArrayObject *w = as_array(args[1], "bitmask");
     if (w == NULL) {
-        goto done;
+        return NULL;
     }
     if (PyArray_TYPE(w) != NPY_INT32 || PyArray_NDIM(w) != 2 || !PyArray_IS_C_CONTIGUOUS(w) ||
-        (PyArray_DIM(w, 0) != 1 && PyArray_DIM(w, 0) != x.n_rows) ||
-        PyArray_DIM(w, 1) < (x.n_cols + 31) / 32) {
+        (PyArray_DIM(w, 0) != 1 && PyArray_DIM(w, 0) != c.x.n_rows) ||
+        PyArray_DIM(w, 1) < (c.x.n_cols + 31) / 32) {
         PyErr_Format(PyExc_ValueError,
                      "bitmask must be int32 of shape (batch or 1, >= %lld words)",
-                     (long long)((x.n_cols + 31) / 32));
-        goto done;
+                     (long long)((c.x.n_cols + 31) / 32));
+        return NULL;
     }
-    double fv = PyFloat_AsDouble(args[2]);
-    if (fv == -1.0 && PyErr_Occurred()) {
-        goto done;
+    c.words = PyArray_DATA(w);
+    c.n_words = PyArray_DIM(w, 1);
+    c.row_stride = PyArray_DIM(w, 0) == 1 ? 0 : PyArray_DIM(w, 1);
+    c.fv = PyFloat_AsDouble(args[2]);
+    long nt = PyLong_AsLong(args[3]);
+    if ((c.fv == -1.0 || nt == -1) && PyErr_Occurred()) {
+        return NULL;
     }
-    fd_errinfo e = {-1, -1};
-    fd_status st;
-    {
-        BEGIN_CALL(x.n_rows * x.n_cols);
-        st = fd_apply_bitmask(&x, PyArray_DATA(w), PyArray_DIM(w, 1),
-                              PyArray_DIM(w, 0) == 1 ? 0 : PyArray_DIM(w, 1), fv, &e);
-        END_CALL();
-    }
-    result = finish(st, &e, "allowed_tokens_bitmask", "bitmask");
-done:
-    return result;
+    return run_rows(bitmask_rows, &c, c.x.n_rows, c.x.n_cols, 0, nt, "allowed_tokens_bitmask");
 }
 
 /* bad_words(x, ids, begin, end, flat int64, offsets int64, filter_value) */
@@ -803,7 +929,8 @@ kernels_exec(PyObject *module)
     if (_import_array() < 0) {
         return -1;
     }
-    if (PyModule_AddIntConstant(module, "GIL_MINSIZE", FD_GIL_MINSIZE) < 0) {
+    if (PyModule_AddIntConstant(module, "GIL_MINSIZE", FD_GIL_MINSIZE) < 0 ||
+        PyModule_AddIntConstant(module, "THREAD_MINSIZE", FD_THREAD_MINSIZE) < 0) {
         return -1;
     }
     static const struct {

@@ -17,6 +17,7 @@ a tie group is arbitrary.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -34,6 +35,7 @@ from ._array import (
 )
 
 __all__ = [
+    "set_num_threads", "get_num_threads",
     "softmax", "log_softmax", "entropy", "varentropy",
     "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_n_sigma",
     "repetition_penalty", "presence_frequency_penalty", "no_repeat_ngram", "logit_bias",
@@ -42,6 +44,44 @@ __all__ = [
 ]
 
 _NEG_INF = float("-inf")
+
+
+def _default_threads() -> int:
+    env = os.environ.get("FASTDECODE_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"FASTDECODE_NUM_THREADS must be a positive integer, got {env!r}") from None
+        if n < 1:
+            raise ValueError(f"FASTDECODE_NUM_THREADS must be a positive integer, got {env!r}")
+        return n
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+_threads = [_default_threads()]
+
+
+def set_num_threads(n: int) -> None:
+    """Set how many threads a batched kernel call may use (default: the usable CPUs, at most 8,
+    or ``FASTDECODE_NUM_THREADS``).
+
+    Rows are split into contiguous chunks, one per thread, with the GIL released; only batches of
+    at least 2 rows and 2**18 logits are split. Results do not depend on the thread count: every
+    row is computed by the same code whatever chunk it lands in.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    _threads[0] = n
+
+
+def get_num_threads() -> int:
+    """The number of threads batched kernel calls may use (see :func:`set_num_threads`)."""
+    return _threads[0]
 
 
 def _filter_value(v: Any) -> float:
@@ -66,7 +106,7 @@ def _run_filter(kind: int, logits: Any, param: np.ndarray | None, pname: str, pk
     fv = _filter_value(filter_value)
     o, ret = prepare_out(out, lg)
     resolve_alias(lg, o)
-    _k.filter(kind, lg.array, o, p, mk, fv)
+    _k.filter(kind, lg.array, o, p, mk, fv, _threads[0])
     return ret if ret is not None else lg.wrap_logits(o)
 
 
@@ -111,7 +151,7 @@ def _softmax(logits: Any, temperature: Any, out: Any, log: bool, dtype: str | No
     want = np.float64 if lg.array.dtype == np.float64 else np.float32
     o, ret = prepare_out(out, lg, dtype=np.dtype(want))
     resolve_alias(lg, o)
-    _k.softmax(lg.array, o, t, log)
+    _k.softmax(lg.array, o, t, log, _threads[0])
     return ret if ret is not None else lg.wrap_float(o)
 
 
@@ -122,7 +162,7 @@ def entropy(logits: Any, *, dtype: str | None = None) -> Any:
     """
     lg = as_logits(logits, dtype=dtype)
     h = np.empty(lg.batch, dtype=np.float64)
-    _k.entropy(lg.array, h, None)
+    _k.entropy(lg.array, h, None, _threads[0])
     return lg.wrap_rows(h)
 
 
@@ -130,7 +170,7 @@ def varentropy(logits: Any, *, dtype: str | None = None) -> Any:
     """Varentropy ``sum p (log p + H)^2``: the variance of the surprisal ``-log p`` under p (nats²)."""
     lg = as_logits(logits, dtype=dtype)
     v = np.empty(lg.batch, dtype=np.float64)
-    _k.entropy(lg.array, None, v)
+    _k.entropy(lg.array, None, v, _threads[0])
     return lg.wrap_rows(v)
 
 
@@ -453,7 +493,7 @@ def allowed_tokens_bitmask(logits: Any, bitmask: Any, *, filter_value: Any = _NE
         m = m.reshape(1, -1)
     if m.ndim != 2 or m.shape[0] not in (1, lg.batch):
         raise ValueError(f"bitmask must have shape (W,) or ({lg.batch}, W), got {np.shape(bitmask)}")
-    _k.apply_bitmask(o, m, _filter_value(filter_value))
+    _k.apply_bitmask(o, m, _filter_value(filter_value), _threads[0])
     return _done(lg, o, ret)
 
 
@@ -493,7 +533,7 @@ def argmax(logits: Any, *, dtype: str | None = None) -> Any:
     """
     lg = as_logits(logits, dtype=dtype)
     o = np.empty(lg.batch, dtype=np.int64)
-    _k.argmax(lg.array, o)
+    _k.argmax(lg.array, o, _threads[0])
     return lg.wrap_rows(o)
 
 
@@ -592,7 +632,7 @@ def sample(logits: Any, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 
     pos = _positions(position, b)
     tokens = np.empty(b, dtype=np.int64)
     lp = np.empty(b, dtype=np.float64) if return_logprobs else None
-    _k.sample(lg.array, *params, _ORDERS[order], seeds, pos, u, tokens, lp)
+    _k.sample(lg.array, *params, _ORDERS[order], seeds, pos, u, tokens, lp, _threads[0])
     if return_logprobs:
         return lg.wrap_rows(tokens), lg.wrap_rows(lp)
     return lg.wrap_rows(tokens)
