@@ -117,6 +117,14 @@ static int bad_filter_value(double v)
     return v != v || v == INFINITY;
 }
 
+/* The common prologue of the history kernels: clears err, validates x and ids. */
+static fd_status history_prologue(const fd_rows *x, const fd_ids *ids, fd_errinfo *err)
+{
+    set_err(err, -1, -1);
+    fd_status st = check_rows(x);
+    return st == FD_OK ? check_ids_shape(x, ids) : st;
+}
+
 size_t fd_penalty_workspace(int64_t n_cols)
 {
     if (n_cols <= 0) {
@@ -128,16 +136,9 @@ size_t fd_penalty_workspace(int64_t n_cols)
 fd_status fd_repetition_penalty(const fd_rows *x, const fd_ids *ids, fd_param penalty, void *ws,
                                 fd_errinfo *err)
 {
-    set_err(err, -1, -1);
-    fd_status st = check_rows(x);
-    if (st == FD_OK) {
-        st = check_ids_shape(x, ids);
-    }
-    if (st != FD_OK) {
+    fd_status st = history_prologue(x, ids, err);
+    if (st != FD_OK || x->n_rows == 0 || x->n_cols == 0) {
         return st;
-    }
-    if (x->n_rows == 0 || x->n_cols == 0) {
-        return FD_OK;
     }
     unsigned char *seen = ws;
     memset(seen, 0, (size_t)x->n_cols);
@@ -180,16 +181,9 @@ fd_status fd_repetition_penalty(const fd_rows *x, const fd_ids *ids, fd_param pe
 fd_status fd_presence_frequency(const fd_rows *x, const fd_ids *ids, fd_param presence,
                                 fd_param frequency, void *ws, fd_errinfo *err)
 {
-    set_err(err, -1, -1);
-    fd_status st = check_rows(x);
-    if (st == FD_OK) {
-        st = check_ids_shape(x, ids);
-    }
-    if (st != FD_OK) {
+    fd_status st = history_prologue(x, ids, err);
+    if (st != FD_OK || x->n_rows == 0 || x->n_cols == 0) {
         return st;
-    }
-    if (x->n_rows == 0 || x->n_cols == 0) {
-        return FD_OK;
     }
     int32_t *count = ws;
     memset(count, 0, (size_t)x->n_cols * sizeof *count);
