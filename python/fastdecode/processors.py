@@ -122,8 +122,6 @@ class Sampler:
             raise AttributeError(name) from None
 
     def __repr__(self) -> str:
-        defaults = Sampler.__new__(Sampler)
-        defaults._cfg = {}
         items = ", ".join(f"{k}={v!r}" for k, v in self._cfg.items() if not _is_default(k, v))
         return f"Sampler({items})"
 
