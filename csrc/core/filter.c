@@ -9,10 +9,9 @@
  * sort. A candidate list is (value, id) pairs with ids strictly increasing, so "ties: lower id
  * first" is simply list order, and a stable compaction keeps the ids sorted for the next filter.
  *
- * Passes over n candidates, V = n for the dense driver:
- *   top-k        dense driver: block maxima (one vectorised pass) and the block-max candidate
- *                filter of select.c, then the radix count select on the short list; the radix
- *                select on the whole list when the block filter does not apply (k > V / 64).
+ * Passes over n candidates (the fused sampler's lists):
+ *   top-k        radix count select, compaction (the sampler shortens the list by block maxima
+ *                first: select.c).
  *   top-p        max, exp weights (stored) + their double sum, linear-bin weight select (bins,
  *                histogram, gather of the crossing bin: select.c), compaction. The tie group at
  *                the crossing value is resolved by walking it in id order with the running mass;
@@ -21,16 +20,27 @@
  *   typical      max, exp weights, float32 log-probs and entropy (as torch computes them, so that
  *                near-ties of the score s = |-log p - H| fall the same way as in Hugging Face),
  *                scores, linear-bin weight select over the scores (ascending walk), compaction.
- *   epsilon/eta  max, exp sum (eta: also the entropy), one pass comparing float32 probabilities
- *                (exp(z - max) * (1 / Z), torch's formula) against the float32 threshold.
- *   top-n-sigma  max, mean and population variance in double over finite logits, compaction.
- * The dense driver writes each row from the kept ids: runs between them when few are kept, else a
- * byte mask and one branch-free select pass (random run lengths defeat the branch predictor).
+ *   epsilon/eta  max, exp + sum in one pass (eta: then the entropy's dot product), one pass
+ *                comparing float32 probabilities (exp(z - max) * (1 / Z), torch's formula) against
+ *                the float32 threshold.
+ *   top-n-sigma  max, mean and population variance in double over finite logits (tns_x0: summed
+ *                in 32 vectorised lanes and used only where a rigorous error bound shows that the
+ *                element-order sums would decide every element alike; else the element-order
+ *                sums), compaction.
+ * The dense driver fd_filter makes the same decisions on the whole row without a candidate list:
+ * the float32 row is read in place (other dtypes are converted into scratch), one block-max pass
+ * gives the maximum and the NaN / +inf check, the filter's threshold is found as above, and the
+ * output row is written in one pass straight from the input by the rule of fdi_keep (internal.h):
+ * a threshold on the walk key, a split tie group as a range of ids, and epsilon / eta's "or among
+ * the min_keep largest". Rules computed in mixed precision ((double)(z - max) < ln p,
+ * w * (1 / Z) < eps, (double)z >= thr) become one float comparison through the smallest float
+ * that passes (first_true: a bisection over the float keys, exact because each rule is monotone).
+ * The k-th largest (top-k, min_keep) comes from the block-max candidates of select.c.
  * The min_keep rules of Hugging Face differ per warper and are kept exactly: top-p, min-p and
  * typical keep the first min_keep of their walk (ties by id), epsilon and eta keep every token
  * >= the min_keep-th largest logit (ties kept).
  *
- * Sums are double in element order; probabilities are float32, as in the Hugging Face warpers.
+ * Sums are double in a fixed order; probabilities are float32, as in the Hugging Face warpers.
  */
 #include "internal.h"
 
@@ -143,9 +153,12 @@ int64_t fdi_min_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, 
         return n;
     }
     double lp = log(p);
-    int64_t kept = 0;
-    for (int64_t i = 0; i < n; i++) {
-        kept += !((double)(v[i] - max) < lp);
+    int64_t kept = n; /* min_keep 1: the maximum always passes, no count needed */
+    if (min_keep > 1) {
+        kept = 0;
+        for (int64_t i = 0; i < n; i++) {
+            kept += !((double)(v[i] - max) < lp);
+        }
     }
     if (kept < min_keep) {
         fws L = layout(ws, n);
@@ -162,6 +175,26 @@ int64_t fdi_min_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, 
     return j;
 }
 
+/* The weights w = exp(z - max) (returns their sum Z) and the scores s = |-log p - H|, computed
+ * as torch does: normalized = (z - max) - log(sum), p = exp(normalized), H = -nansum(normalized
+ * * p), all float32 (the sum here is double, then rounded). */
+static double typical_scores(const float *v, int64_t n, float max, fws L)
+{
+    double z = fdi_weights(v, n, max, L.w);
+    float lse = (float)log(z);
+    for (int64_t i = 0; i < n; i++) {
+        L.s[i] = (v[i] - max) - lse;
+    }
+    float *pr = (float *)L.radix; /* free until the select */
+    fdi_exp(L.s, n, 0.0f, pr);
+    double hsum = fdi_dot_pos(pr, L.s, n);
+    float h = (float)(-hsum);
+    for (int64_t i = 0; i < n; i++) {
+        L.s[i] = fabsf(-L.s[i] - h);
+    }
+    return z;
+}
+
 int64_t fdi_typical(float *v, int32_t *id, int64_t n, double mass, int64_t min_keep, void *ws)
 {
     if (n <= 0) {
@@ -172,20 +205,7 @@ int64_t fdi_typical(float *v, int32_t *id, int64_t n, double mass, int64_t min_k
     if (max == -INFINITY) {
         return n;
     }
-    double z = fdi_weights(v, n, max, L.w);
-    /* torch: normalized = (z - max) - log(sum), p = exp(normalized), H = -nansum(normalized * p),
-     * all float32 (the sum here is double, then rounded) */
-    float lse = (float)log(z);
-    for (int64_t i = 0; i < n; i++) {
-        L.s[i] = (v[i] - max) - lse;
-    }
-    float *pr = (float *)L.radix; /* free until the select below */
-    fdi_exp(L.s, n, 0.0f, pr);
-    double hsum = fdi_dot_pos(pr, L.s, n);
-    float h = (float)(-hsum);
-    for (int64_t i = 0; i < n; i++) {
-        L.s[i] = fabsf(-L.s[i] - h);
-    }
+    double z = typical_scores(v, n, max, L);
     int64_t na = 0, ne = 0;
     uint32_t T = fdi_linear_cut(L.s, L.w, n, 1, 0.0f, mass * z, L.radix, &na, NULL, &ne);
     if (na + ne >= min_keep) {
@@ -227,6 +247,21 @@ int64_t fdi_epsilon(float *v, int32_t *id, int64_t n, double eps, int64_t min_ke
     return keep_prob_or_top(v, id, L.w, n, z, (float)eps, zk);
 }
 
+/* H = log Z - sum(w d) / Z with w = exp(d), d = z - max (-inf terms skipped), and
+ * eta = min(eps, sqrt(eps) exp(-H)) in float32 (torch: epsilon is a float32 tensor). The weights
+ * go to w and Z to *z: one exp + sum pass and one dot pass, the same bits as exp, sum and dot
+ * in turn. */
+static float eta_threshold(const float *v, int64_t n, float max, double eps, float *w, double *z)
+{
+    const fdi_isa_ops *ops = fdi_ops();
+    *z = ops->exp_sum(v, n, max, w);
+    double s1 = ops->dot_shift_pos(w, v, n, max);
+    double h = log(*z) - s1 / *z;
+    float epsf = (float)eps;
+    float cand = sqrtf(epsf) * expf((float)-h);
+    return epsf < cand ? epsf : cand;
+}
+
 int64_t fdi_eta(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, void *ws)
 {
     if (n <= 0 || eps <= 0.0) {
@@ -237,31 +272,49 @@ int64_t fdi_eta(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, 
         return n;
     }
     fws L = layout(ws, n);
-    /* H = log Z - sum(w d) / Z with w = exp(d), d = z - max; -inf terms skipped */
-    for (int64_t i = 0; i < n; i++) {
-        L.s[i] = v[i] - max;
-    }
-    fdi_exp(L.s, n, 0.0f, L.w);
-    double z = fdi_sum(L.w, n);
-    double s1 = fdi_dot_pos(L.w, L.s, n);
-    double h = log(z) - s1 / z;
-    /* torch: epsilon is a float32 tensor, so is the arithmetic */
-    float epsf = (float)eps;
-    float cand = sqrtf(epsf) * expf((float)-h);
-    float eta = epsf < cand ? epsf : cand;
+    double z = 0.0;
+    float eta = eta_threshold(v, n, max, eps, L.w, &z);
     float zk = kth_largest(v, n, min_keep < n ? min_keep : n, max, L.radix);
     return keep_prob_or_top(v, id, L.w, n, z, eta, zk);
 }
 
-int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, int64_t min_keep, void *ws)
+/* Rounds a double to the nearest float below / above it. */
+static float float_down(double d)
 {
-    if (n <= 0 || !(nsig > 0.0)) {
-        return n;
+    float f = (float)d;
+    return (double)f > d ? nextafterf(f, -INFINITY) : f;
+}
+static float float_up(double d)
+{
+    float f = (float)d;
+    return (double)f < d ? nextafterf(f, INFINITY) : f;
+}
+
+/* The smallest float y with pred(y) (pred monotone in y, equal on -0 and +0), searched over the
+ * keys between lo (pred false) and hi (pred true): 32 steps at most. It turns a rule evaluated
+ * in float or double arithmetic ((z - max) < ln p, w * (1 / Z) < eps, z >= thr in double) into
+ * one float comparison with the same outcome for every value. */
+typedef int (*fpred)(float y, const void *ctx);
+static float first_true(float lo, float hi, fpred pred, const void *ctx)
+{
+    uint32_t a = fdi_key(lo), b = fdi_key(hi);
+    while (b - a > 1) {
+        uint32_t m = a + (b - a) / 2;
+        if (pred(fdi_key_value(m, 0), ctx)) {
+            b = m;
+        }
+        else {
+            a = m;
+        }
     }
-    float max = fdi_max(v, n);
-    if (max == -INFINITY) {
-        return n;
-    }
+    return fdi_key_value(b, 0);
+}
+
+static int ge_double(float y, const void *ctx) { return (double)y >= *(const double *)ctx; }
+
+/* The top-n-sigma threshold as it was always computed: sums in element order, one chain each. */
+static double tns_thr_sequential(const float *v, int64_t n, float max, double nsig)
+{
     double sum = 0.0;
     int64_t cnt = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -275,14 +328,76 @@ int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, int64_t m
         double d = (double)v[i] - mean;
         ss += v[i] != -INFINITY ? d * d : 0.0;
     }
-    double thr = (double)max - nsig * sqrt(ss / (double)cnt);
+    return (double)max - nsig * sqrt(ss / (double)cnt);
+}
+
+/* The float x0 such that z >= x0 <=> (double)z >= thr for every element z of v, thr being the
+ * threshold of tns_thr_sequential. The sequential sums are one chain of dependent double
+ * additions each (~4 cycles per element); here the same quantities are summed in 8 lanes
+ * (vectorised) and the result is only used where it provably decides every element the same
+ * way. Error bound (Higham, recursive / any-tree summation, u = 2^-53, gamma_k = k u / (1 - k u)):
+ * both means lie within E = 2.2 u sum|z| of the exact mean; both sums of squares within
+ * gamma_{n+2} of sum (z - m)^2 = S0 + n (m - mean)^2 for their own m, so they differ by at most
+ * 2.1 gamma S + 1.1 n E^2; that bounds the two sigmas' difference (|sqrt a - sqrt b| <=
+ * min(sqrt|a - b|, |a - b| / sqrt b), plus the roundings of the division and the root), then
+ * n * sigma's and thr's (their roundings added). With delta twice that bound, the two thresholds
+ * differ by less than delta, so when no element lies in [thr - delta, thr + delta] (one counting
+ * pass, on floats rounded outwards) both classify every element alike and x0 is the upper float
+ * bound. Otherwise (an element within ~1e-10 relative of the threshold: rare) the sequential
+ * sums are computed. */
+static float tns_x0(const float *v, int64_t n, float max, double nsig)
+{
+    const fdi_isa_ops *ops = fdi_ops();
+    double sum = 0.0, asum = 0.0;
+    int64_t cnt = 0;
+    ops->moments(v, n, &sum, &asum, &cnt);
+    double N = (double)cnt;
+    double mean = sum / N;
+    double ss = ops->sq_dev(v, n, mean);
+    double sig = sqrt(ss / N);
+    double thr = (double)max - nsig * sig;
+    const double u = 0x1p-53;
+    double g = 1.01 * (N + 4.0) * u;
+    double em = 2.2 * u * 1.01 * asum;
+    double dss = 2.1 * g * ss + 1.1 * N * em * em + N * 0x1p-1070;
+    double var = ss / N, dvar = dss / N;
+    double dsig = sqrt(dvar);
+    if (var > 0.0 && dvar / sqrt(var) < dsig) {
+        dsig = dvar / sqrt(var);
+    }
+    dsig += 4.2 * u * (sig + dsig);
+    double dprod = nsig * dsig + 2.1 * u * nsig * (sig + dsig);
+    double delta = 2.0 * (dprod + 2.1 * u * (fabs(thr) + dprod)) + 0x1p-1000;
+    if (g < 0.01 && isfinite(thr) && isfinite(delta)) {
+        float lo = float_down(thr - delta), hi = float_up(thr + delta);
+        if (ops->count_in(v, n, lo, hi) == 0) {
+            return hi;
+        }
+    }
+    double t = tns_thr_sequential(v, n, max, nsig);
+    if (ge_double(-INFINITY, &t)) {
+        return -INFINITY;
+    }
+    if (!ge_double(INFINITY, &t)) {
+        return INFINITY; /* thr NaN: nothing passes */
+    }
+    return first_true(-INFINITY, INFINITY, ge_double, &t);
+}
+
+int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, int64_t min_keep, void *ws)
+{
+    if (n <= 0 || !(nsig > 0.0)) {
+        return n;
+    }
+    float max = fdi_max(v, n);
+    if (max == -INFINITY) {
+        return n;
+    }
+    float x0 = tns_x0(v, n, max, nsig);
     if (min_keep > 1) {
         /* Both kept sets are upper sets of the values, so when the sigma band holds fewer than
          * min_keep tokens their union is the top-k set (ties with the k-th value included). */
-        int64_t in_band = 0;
-        for (int64_t i = 0; i < n; i++) {
-            in_band += (double)v[i] >= thr;
-        }
+        int64_t in_band = fdi_ops()->count_in(v, n, x0, INFINITY);
         if (in_band < min_keep) {
             return fdi_top_k(v, id, n, min_keep, ws);
         }
@@ -293,7 +408,7 @@ int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, int64_t m
         int32_t d = id[i];
         v[j] = x;
         id[j] = d;
-        j += (double)x >= thr;
+        j += x >= x0;
     }
     return j;
 }
@@ -302,10 +417,13 @@ int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, int64_t m
  * Dense driver.
  * --------------------------------------------------------------------------------------------- */
 
+/* v[V] (the converted row, or the candidate list), id[V], bm[ceil(V / 64)] (block maxima),
+ * then the filters' scratch (w, s, radix) */
 size_t fd_filter_workspace(int64_t n_cols)
 {
     size_t un = n_cols > 0 ? (size_t)n_cols : 1;
-    return 2 * fdi_align64(un * 4) + fdi_workspace(n_cols);
+    return 2 * fdi_align64(un * 4) + fdi_align64((size_t)fdi_n_blocks((int64_t)un) * 4) +
+           fdi_workspace(n_cols);
 }
 
 static int valid_rows(const fd_rows *x)
@@ -324,90 +442,308 @@ static int valid_dtype(fd_dtype t)
     return t == FD_F32 || t == FD_F64 || t == FD_F16 || t == FD_BF16;
 }
 
-/* Writes row r of out: kept ids (ascending) copied from in, every other column `fill`. Each in
- * element is read before the same out element is written, so out may be in. Few kept ids: one
- * ascending pass filling the runs between them. Many (a top-p or min-p of a flat row keeps tens of
- * thousands, and the run lengths are random, so the run loop mispredicts on every id): a byte
- * mask of the kept columns in `mask` (n_cols bytes of scratch), then one branch-free select pass
- * over the row on the bit patterns (vectorizes). */
-#define WRITE_RUNS(T, s, d, f)                                                                   \
+/* Writes row r of out from in: column c keeps its value when fdi_keep_at(k, c), else becomes
+ * `fill` (all = 1: every column kept). One pass, on the bit patterns; each in element is read
+ * before the same out element is written, so out may be in. Float32 rows go through the
+ * dispatched kernel (isa.c). */
+#define WRITE_KEEP(T, f)                                                                         \
     do {                                                                                         \
-        int64_t prev = 0;                                                                        \
-        for (int64_t j = 0; j <= nk; j++) {                                                      \
-            int64_t stop = j < nk ? id[j] : V;                                                   \
-            for (int64_t c = prev; c < stop; c++) {                                              \
-                d[c] = f;                                                                        \
+        const T *s = (const T *)in->data + r * in->row_stride;                                   \
+        T *d = (T *)out->data + r * out->row_stride;                                             \
+        if (all) {                                                                               \
+            if (d != s) {                                                                        \
+                memmove(d, s, (size_t)V * sizeof(T));                                            \
             }                                                                                    \
-            if (j < nk && !same) {                                                               \
-                d[stop] = s[stop];                                                               \
-            }                                                                                    \
-            prev = stop + 1;                                                                     \
-        }                                                                                        \
-    } while (0)
-#define WRITE_MASK(T, s, d, f)                                                                   \
-    do {                                                                                         \
-        memset(mask, 0, (size_t)V);                                                              \
-        for (int64_t j = 0; j < nk; j++) {                                                       \
-            mask[id[j]] = 1;                                                                     \
+            break;                                                                               \
         }                                                                                        \
         for (int64_t c = 0; c < V; c++) {                                                        \
-            T keep = (T)0 - (T)mask[c];                                                          \
+            T keep = (T)0 - (T)fdi_keep_at(k, c);                                                \
             d[c] = (s[c] & keep) | (f & ~keep);                                                  \
         }                                                                                        \
     } while (0)
 
-static void write_row(const fd_rows *in, const fd_rows *out, int64_t r, const int32_t *id,
-                      int64_t nk, double fill, uint8_t *mask)
+static void write_keep(const fd_rows *in, const fd_rows *out, int64_t r, const fdi_keep *k,
+                       int all, double fill)
 {
     int64_t V = in->n_cols;
-    int same = in->data == out->data && in->row_stride == out->row_stride;
-    int runs = nk * 64 < V;
     switch (in->dtype) {
     case FD_F32: {
-        const uint32_t *s = (const uint32_t *)in->data + r * in->row_stride;
-        uint32_t *d = (uint32_t *)out->data + r * out->row_stride;
         float ff = (float)fill;
         uint32_t f;
         memcpy(&f, &ff, sizeof f);
-        if (runs) {
-            WRITE_RUNS(uint32_t, s, d, f);
+        const uint32_t *s = (const uint32_t *)in->data + r * in->row_stride;
+        uint32_t *d = (uint32_t *)out->data + r * out->row_stride;
+        if (all) {
+            if (d != s) {
+                memmove(d, s, (size_t)V * 4);
+            }
+            break;
         }
-        else {
-            WRITE_MASK(uint32_t, s, d, f);
-        }
+        fdi_ops()->keep_f32(k, s, d, V, f);
         break;
     }
     case FD_F64: {
-        const uint64_t *s = (const uint64_t *)in->data + r * in->row_stride;
-        uint64_t *d = (uint64_t *)out->data + r * out->row_stride;
         uint64_t f;
         memcpy(&f, &fill, sizeof f);
-        if (runs) {
-            WRITE_RUNS(uint64_t, s, d, f);
-        }
-        else {
-            WRITE_MASK(uint64_t, s, d, f);
-        }
+        WRITE_KEEP(uint64_t, f);
         break;
     }
     case FD_F16:
     case FD_BF16: {
-        const uint16_t *s = (const uint16_t *)in->data + r * in->row_stride;
-        uint16_t *d = (uint16_t *)out->data + r * out->row_stride;
         uint16_t f = in->dtype == FD_F16 ? fd_float_to_half((float)fill)
                                          : fd_float_to_bf16((float)fill);
-        if (runs) {
-            WRITE_RUNS(uint16_t, s, d, f);
-        }
-        else {
-            WRITE_MASK(uint16_t, s, d, f);
-        }
+        WRITE_KEEP(uint16_t, f);
         break;
     }
     }
 }
-#undef WRITE_RUNS
-#undef WRITE_MASK
+#undef WRITE_KEEP
+
+/* ---------------------------------------------------------------------------------------------
+ * Dense decisions: each filter's kept set on the whole row x (ids = positions), as the rule of
+ * fdi_keep, by the same computations as the list filter above on the list (x, 0..V-1). They
+ * return 1 for "keep every column".
+ * --------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const float *x; /* the float32 row */
+    int64_t V;
+    const float *bm; /* its block maxima */
+    float max;
+    fws L;
+    float *cv; /* V floats and V ids of candidate-list scratch */
+    int32_t *cid;
+} drow;
+
+/* keep a >= t (every tie) */
+static void rule_ge(fdi_keep *k, const float *a, float t, int64_t V)
+{
+    k->a = a;
+    k->t = t;
+    k->neg = 0;
+    k->lo = 0;
+    k->hi = (int32_t)V;
+    k->b = a;
+    k->tb = NAN; /* b >= NaN never holds */
+}
+
+/* One past the position of the m-th element of a equal to t (0 if m <= 0, n if fewer). */
+static int32_t nth_equal_end(const float *a, int64_t n, float t, int64_t m)
+{
+    if (m <= 0) {
+        return 0;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        m -= a[i] == t;
+        if (m == 0) {
+            return (int32_t)(i + 1);
+        }
+    }
+    return (int32_t)n;
+}
+
+/* The count cut of the descending walk of x at k (1 <= k <= V): value, count above and count
+ * equal. From the block-max candidates when they apply (they hold every element >= the k-th
+ * largest, so the counts above any of their values are the row's), else the whole row. */
+static float kth_cut(const drow *R, int64_t k, int64_t *na, int64_t *ne)
+{
+    int64_t c = fdi_block_candidates(R->x, R->V, R->bm, k, 0.0f, R->cv, R->cid, R->L.radix);
+    uint32_t T = fdi_radix_cut(c >= 0 ? R->cv : R->x, NULL, c >= 0 ? c : R->V, 0, (double)k,
+                               R->L.radix, na, NULL, ne, NULL);
+    return fdi_key_value(T, 0);
+}
+
+/* keep_prefix on the row: the first L of the descending walk, ties by ascending id (or by
+ * descending id when ties_high) */
+static int dense_prefix(const drow *R, int64_t Lk, int ties_high, fdi_keep *k)
+{
+    if (Lk >= R->V) {
+        return 1;
+    }
+    int64_t na = 0, ne = 0;
+    float tv = kth_cut(R, Lk, &na, &ne);
+    rule_ge(k, R->x, tv, R->V);
+    if (ties_high) {
+        k->lo = nth_equal_end(R->x, R->V, tv, ne - (Lk - na));
+    }
+    else {
+        k->hi = nth_equal_end(R->x, R->V, tv, Lk - na);
+    }
+    return 0;
+}
+
+static int dense_top_k(const drow *R, double p, int64_t keep, fdi_keep *k)
+{
+    if (p == 0.0) {
+        return 1;
+    }
+    int64_t kk = p < (double)R->V ? (int64_t)p : R->V;
+    kk = kk > keep ? kk : keep;
+    if (kk >= R->V) {
+        return 1;
+    }
+    int64_t na = 0, ne = 0;
+    rule_ge(k, R->x, kth_cut(R, kk, &na, &ne), R->V);
+    return 0;
+}
+
+static int dense_top_p(const drow *R, double p, int64_t min_keep, fdi_keep *k)
+{
+    int64_t V = R->V;
+    if (V <= 0 || p >= 1.0) {
+        return 1;
+    }
+    float max = R->max;
+    double z = fdi_weights(R->x, V, max, R->L.w);
+    double target = p * z;
+    int64_t na = 0, ne = 0;
+    double wa = 0.0;
+    uint32_t T = fdi_linear_cut(R->x, R->L.w, V, 0, max, target, R->L.radix, &na, &wa, &ne);
+    float vt = fdi_key_value(T, 0);
+    float wtf = 0.0f;
+    if (max != -INFINITY) {
+        fdi_exp(&vt, 1, max, &wtf);
+    }
+    double wt = (double)wtf;
+    int64_t take = 0;
+    double cum = wa;
+    while (take < ne && cum < target) {
+        take++;
+        cum += wt;
+    }
+    if (na + take >= min_keep) {
+        rule_ge(k, R->x, vt, V);
+        if (take < ne) { /* the highest ids of the tie group (fdi_top_p) */
+            k->lo = nth_equal_end(R->x, V, vt, ne - take);
+        }
+        return 0;
+    }
+    return dense_prefix(R, min_keep, 1, k);
+}
+
+typedef struct {
+    float max;
+    double lp;
+} minp_ctx;
+static int minp_keep(float y, const void *ctx)
+{
+    const minp_ctx *c = (const minp_ctx *)ctx;
+    return !((double)(y - c->max) < c->lp);
+}
+
+static int dense_min_p(const drow *R, double p, int64_t min_keep, fdi_keep *k)
+{
+    if (R->V <= 0 || p <= 0.0 || R->max == -INFINITY) {
+        return 1;
+    }
+    minp_ctx c = {R->max, log(p)};
+    float x0 = first_true(-INFINITY, R->max, minp_keep, &c); /* keep <=> x >= x0 */
+    if (min_keep > 1 && fdi_ops()->count_in(R->x, R->V, x0, INFINITY) < min_keep) {
+        return dense_prefix(R, min_keep, 0, k);
+    }
+    rule_ge(k, R->x, x0, R->V);
+    return 0;
+}
+
+static int dense_typical(const drow *R, double mass, int64_t min_keep, fdi_keep *k)
+{
+    int64_t V = R->V;
+    if (V <= 0 || R->max == -INFINITY) {
+        return 1;
+    }
+    fws L = R->L;
+    double z = typical_scores(R->x, V, R->max, L);
+    int64_t na = 0, ne = 0;
+    uint32_t T = fdi_linear_cut(L.s, L.w, V, 1, 0.0f, mass * z, L.radix, &na, NULL, &ne);
+    int64_t take = ne;
+    if (na + ne < min_keep) { /* keep_prefix on the ascending walk of the scores */
+        if (min_keep >= V) {
+            return 1;
+        }
+        T = fdi_radix_cut(L.s, NULL, V, 1, (double)min_keep, L.radix, &na, NULL, &ne, NULL);
+        take = min_keep - na;
+    }
+    /* keep s < ts, and s == ts up to the take-th of the tie group (s >= 0: no signed zeros) */
+    float ts = fdi_key_value(T, 1);
+    k->a = L.s;
+    k->neg = 0x80000000u;
+    k->t = -ts;
+    k->lo = 0;
+    k->hi = take >= ne ? (int32_t)V : nth_equal_end(L.s, V, ts, take);
+    k->b = R->x;
+    k->tb = NAN;
+    return 0;
+}
+
+typedef struct {
+    float inv, thr;
+} prob_ctx;
+static int prob_keep(float w, const void *ctx)
+{
+    const prob_ctx *c = (const prob_ctx *)ctx;
+    return !(w * c->inv < c->thr);
+}
+
+/* keep_prob_or_top on the row: !(w * (1 / Z) < thr) (as w >= w0) or x >= the min_keep-th
+ * largest */
+static int dense_prob(const drow *R, double z, float thr, int64_t min_keep, fdi_keep *k)
+{
+    int64_t V = R->V;
+    prob_ctx c = {(float)(1.0 / z), thr};
+    float w0 = first_true(0.0f, INFINITY, prob_keep, &c);
+    int64_t mk = min_keep < V ? min_keep : V;
+    float zk = R->max;
+    if (mk > 1) {
+        int64_t na = 0, ne = 0;
+        zk = kth_cut(R, mk, &na, &ne);
+    }
+    rule_ge(k, R->L.w, w0, V);
+    k->b = R->x;
+    k->tb = zk;
+    return 0;
+}
+
+static int dense_epsilon(const drow *R, double eps, int64_t min_keep, fdi_keep *k)
+{
+    if (R->V <= 0 || eps <= 0.0 || R->max == -INFINITY) {
+        return 1;
+    }
+    double z = fdi_weights(R->x, R->V, R->max, R->L.w);
+    return dense_prob(R, z, (float)eps, min_keep, k);
+}
+
+static int dense_eta(const drow *R, double eps, int64_t min_keep, fdi_keep *k)
+{
+    if (R->V <= 0 || eps <= 0.0 || R->max == -INFINITY) {
+        return 1;
+    }
+    double z = 0.0;
+    float eta = eta_threshold(R->x, R->V, R->max, eps, R->L.w, &z);
+    return dense_prob(R, z, eta, min_keep, k);
+}
+
+static int dense_top_n_sigma(const drow *R, double nsig, int64_t min_keep, fdi_keep *k)
+{
+    if (R->V <= 0 || !(nsig > 0.0) || R->max == -INFINITY) {
+        return 1;
+    }
+    float x0 = tns_x0(R->x, R->V, R->max, nsig);
+    if (min_keep > 1 && fdi_ops()->count_in(R->x, R->V, x0, INFINITY) < min_keep) {
+        return dense_top_k(R, (double)min_keep, min_keep, k);
+    }
+    rule_ge(k, R->x, x0, R->V);
+    return 0;
+}
+
+/* Whether out's row r overlaps in's row r other than exactly (then the decisions are made on a
+ * converted copy of the row). */
+static int partial_overlap(const fd_rows *in, const fd_rows *out, int64_t r)
+{
+    const char *a = (const char *)in->data + (size_t)(r * in->row_stride) * 4;
+    const char *b = (const char *)out->data + (size_t)(r * out->row_stride) * 4;
+    size_t l = (size_t)in->n_cols * 4;
+    return a != b && a < b + l && b < a + l;
+}
 
 static int is_count(double x) { return x == x && x >= 0.0 && x == floor(x); }
 
@@ -429,7 +765,9 @@ fd_status fd_filter(fd_filter_kind kind, const fd_rows *in, const fd_rows *out, 
     size_t a = fdi_align64((V > 0 ? (size_t)V : 1) * 4);
     float *v = (float *)ws;
     int32_t *id = (int32_t *)((char *)ws + a);
-    void *fws_ = (char *)ws + 2 * a;
+    float *bm = (float *)((char *)ws + 2 * a);
+    void *fws_ = (char *)bm + fdi_align64((size_t)fdi_n_blocks(V > 0 ? V : 1) * 4);
+    const fdi_isa_ops *ops = fdi_ops();
 
     for (int64_t r = 0; r < in->n_rows; r++) {
         double p = FD_PARAM_AT(param, r);
@@ -452,60 +790,63 @@ fd_status fd_filter(fd_filter_kind kind, const fd_rows *in, const fd_rows *out, 
             }
             return FD_EINVAL;
         }
-        fd_status st = fd_load_row(in, r, v, err);
-        if (st != FD_OK) {
-            if (err) {
-                err->row = r;
+        /* x: the float32 row, read in place when stored as float32 (the block maxima pass is
+         * also the NaN / +inf check), else converted into v */
+        const float *x = v;
+        int failed = 0;
+        if (in->dtype == FD_F32 && !partial_overlap(in, out, r)) {
+            x = (const float *)in->data + r * in->row_stride;
+            failed = ops->block_max(x, V, bm);
+        }
+        if (x == v || failed) {
+            fd_status st = fd_load_row(in, r, v, err);
+            if (st != FD_OK) {
+                if (err) {
+                    err->row = r;
+                }
+                return st;
             }
-            return st;
+            x = v;
+            (void)ops->block_max(x, V, bm);
+        }
+        float max = -INFINITY;
+        for (int64_t b = 0; b < fdi_n_blocks(V); b++) {
+            max = bm[b] > max ? bm[b] : max;
         }
         int64_t keep = mk < (double)V ? (int64_t)mk : V;
         if (keep < 1) {
             keep = 1;
         }
-        for (int64_t i = 0; i < V; i++) {
-            id[i] = (int32_t)i;
+        drow R = {x, V, bm, max, layout(fws_, V), v, id};
+        if (x == v) { /* v holds the row: the candidate values go to the (then unused) s row */
+            R.cv = R.L.s;
         }
-        int64_t n = V;
+        fdi_keep k;
+        int all = 1;
         switch (kind) {
-        case FD_FILTER_TOP_K: {
-            if (p != 0.0) {
-                int64_t k = p < (double)V ? (int64_t)p : V;
-                k = k > keep ? k : keep;
-                int64_t c = -1;
-                if (k < V) {
-                    /* the block-max filter (select.c) shortens the list in place first; bm lives
-                     * in the filter scratch's score row, unused until fdi_top_k */
-                    size_t av = fdi_align64((size_t)V * 4);
-                    float *bm = (float *)((char *)fws_ + av);
-                    (void)fdi_ops()->block_max(v, V, bm);
-                    c = fdi_block_candidates(v, V, bm, k, 0.0f, v, id, (char *)fws_ + 2 * av);
-                }
-                n = fdi_top_k(v, id, c >= 0 ? c : V, k, fws_);
-            }
+        case FD_FILTER_TOP_K:
+            all = dense_top_k(&R, p, keep, &k);
             break;
-        }
         case FD_FILTER_TOP_P:
-            n = fdi_top_p(v, id, V, p, keep, fws_);
+            all = dense_top_p(&R, p, keep, &k);
             break;
         case FD_FILTER_MIN_P:
-            n = fdi_min_p(v, id, V, p, keep, fws_);
+            all = dense_min_p(&R, p, keep, &k);
             break;
         case FD_FILTER_TYPICAL:
-            n = fdi_typical(v, id, V, p, keep, fws_);
+            all = dense_typical(&R, p, keep, &k);
             break;
         case FD_FILTER_EPSILON:
-            n = fdi_epsilon(v, id, V, p, keep, fws_);
+            all = dense_epsilon(&R, p, keep, &k);
             break;
         case FD_FILTER_ETA:
-            n = fdi_eta(v, id, V, p, keep, fws_);
+            all = dense_eta(&R, p, keep, &k);
             break;
         case FD_FILTER_TOP_N_SIGMA:
-            n = fdi_top_n_sigma(v, id, V, p, keep, fws_);
+            all = dense_top_n_sigma(&R, p, keep, &k);
             break;
         }
-        /* the filter scratch is free again: its first row holds the write mask */
-        write_row(in, out, r, id, n, filter_value, (uint8_t *)fws_);
+        write_keep(in, out, r, &k, all, filter_value);
     }
     return FD_OK;
 }

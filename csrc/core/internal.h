@@ -9,6 +9,8 @@
  * by linear bins of a distance key finished by the radix passes (select.c).
  *
  * Every fdi_* filter needs at most fdi_workspace(n) bytes of scratch, 64-byte aligned by the caller.
+ * The dense fd_filter makes the same decisions on a whole row and writes it through one keep rule
+ * (fdi_keep below) instead of compacting a list.
  */
 #ifndef FASTDECODE_INTERNAL_H
 #define FASTDECODE_INTERNAL_H
@@ -17,6 +19,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 size_t fdi_workspace(int64_t n);
 
@@ -67,6 +70,30 @@ int64_t fdi_top_n_sigma(float *v, int32_t *id, int64_t n, double nsig, int64_t m
  * the CPU supports, or FASTDECODE_ISA = portable | avx2 | avx512); fdi_set_isa forces a level
  * (clamped to what the CPU supports; -1 = best) and returns the level in effect -- for tests. */
 enum { FDI_ISA_PORTABLE = 0, FDI_ISA_AVX2 = 1, FDI_ISA_AVX512 = 2 };
+/* The keep rule of a dense filter write (fd_filter): column c is kept when
+ *   a'[c] > t, or a'[c] == t and lo <= c < hi, or b[c] >= tb,
+ * where a' = a, or -a when neg = 0x80000000 (an ascending walk: t is then given negated too).
+ * Every filter's kept set has this shape: a threshold on the walk key, a split tie group (a range
+ * of ids), and for epsilon / eta the "or among the min_keep largest logits" term (tb = +inf:
+ * none). a and b may be the source row itself. */
+typedef struct {
+    const float *a;
+    float t;
+    uint32_t neg;
+    int32_t lo, hi;
+    const float *b;
+    float tb;
+} fdi_keep;
+static inline int fdi_keep_at(const fdi_keep *k, int64_t c)
+{
+    uint32_t ua;
+    float av;
+    memcpy(&ua, &k->a[c], sizeof ua);
+    ua ^= k->neg;
+    memcpy(&av, &ua, sizeof av);
+    int32_t ci = (int32_t)c;
+    return (av > k->t) | ((av == k->t) & (ci >= k->lo) & (ci < k->hi)) | (k->b[c] >= k->tb);
+}
 typedef struct {
     const char *name;
     /* bm[b] = max of x[64b .. min(64b + 64, n)) (a zero maximum as +0); nonzero if x holds NaN or
@@ -80,12 +107,32 @@ typedef struct {
     void (*div_f32)(const float *e, int64_t n, double z, float *out);
     /* out[i] = (float)((double)(x[i] - m) / t) */
     void (*shift_div)(const float *x, int64_t n, float m, double t, float *out);
+    /* dst[c] = fdi_keep_at(k, c) ? src[c] : fill on float32 bit patterns (dst may be src) */
+    void (*keep_f32)(const fdi_keep *k, const uint32_t *src, uint32_t *dst, int64_t n,
+                     uint32_t fill);
+    /* the number of x[i] with lo <= x[i] <= hi */
+    int64_t (*count_in)(const float *x, int64_t n, float lo, float hi);
+    /* over the finite x: sum x and sum |x| in double (32 lanes, a fixed order), and the count */
+    void (*moments)(const float *x, int64_t n, double *sum, double *asum, int64_t *cnt);
+    /* over the finite x: sum ((double)x - mean)^2 (32 lanes) */
+    double (*sq_dev)(const float *x, int64_t n, double mean);
+    /* sum of (double)w * (double)(x - shift) over w > 0: fdi_dot_pos(w, x - shift) bit for bit */
+    double (*dot_shift_pos)(const float *w, const float *x, int64_t n, float shift);
 } fdi_isa_ops;
 const fdi_isa_ops *fdi_ops(void);
 int fdi_isa(void);
 int fdi_set_isa(int level);
 /* the scalar exp every copy reproduces */
 float fdi_expf1(float x);
+
+/* A float's radix key: unsigned order = float order, -0.0 merged into +0.0 (select.c). */
+static inline uint32_t fdi_key(float f)
+{
+    uint32_t u;
+    f += 0.0f;
+    memcpy(&u, &f, sizeof u);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
 
 #define FDI_BLOCK 64
 static inline int64_t fdi_n_blocks(int64_t n) { return (n + FDI_BLOCK - 1) / FDI_BLOCK; }

@@ -8,7 +8,11 @@
  *               block maxima drive the top-k / top-p candidate filters of select.c);
  *   exp, exp_sum  w = exp(x - shift) (optionally stored) and sum w in double;
  *   div_f32     (float)((double)e / z), softmax's normalisation;
- *   shift_div   (float)((double)(x - m) / t), softmax's temperature.
+ *   shift_div   (float)((double)(x - m) / t), softmax's temperature;
+ *   keep_f32, count_in, moments, sq_dev, dot_shift_pos  the dense filters' write pass (the keep
+ *               rule of internal.h), a range count, top-n-sigma's sums, eta's entropy dot product:
+ *               one C body compiled per ISA (compares, selects and lane sums in a fixed order are
+ *               exact, so the compiler's vectorisation cannot change a bit).
  *
  * Why one copy per ISA and not -march=native: wheels must run on plain x86-64, so the default
  * build is SSE2, and the AVX2 / AVX-512 copies are compiled with GCC's target attribute and picked
@@ -205,6 +209,150 @@ static void shift_div_portable(const float *x, int64_t n, float m, double t, flo
     }
 }
 
+/* The compare-and-select kernels: one C body, compiled once per ISA (the AVX2 / AVX-512 copies
+ * below are the same body under a target attribute, vectorised by the compiler). Compares and
+ * selects are exact, and the sums keep the fixed 8-lane order (GCC never reassociates without
+ * -ffast-math), so every copy gives the portable copy's bits by construction. */
+#define FDI_INLINE static inline __attribute__((always_inline))
+
+FDI_INLINE void keep_f32_body(const fdi_keep *k, const uint32_t *src, uint32_t *dst, int64_t n,
+                              uint32_t fill)
+{
+    const uint32_t *a = (const uint32_t *)k->a, neg = k->neg;
+    const float *b = k->b;
+    const float t = k->t, tb = k->tb;
+    const int32_t lo = k->lo, hi = k->hi;
+    for (int32_t c = 0; c < (int32_t)n; c++) {
+        uint32_t ua = a[c] ^ neg;
+        float av;
+        memcpy(&av, &ua, sizeof av);
+        int keep = (av > t) | ((av == t) & (c >= lo) & (c < hi)) | (b[c] >= tb);
+        uint32_t m = -(uint32_t)keep;
+        dst[c] = (src[c] & m) | (fill & ~m);
+    }
+}
+
+FDI_INLINE int64_t count_in_body(const float *x, int64_t n, float lo, float hi)
+{
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < n; i++) {
+        cnt += (x[i] >= lo) & (x[i] <= hi);
+    }
+    return cnt;
+}
+
+static inline double dsel(int c, double a, double b)
+{
+    uint64_t ua, ub, m = -(uint64_t)(c != 0);
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
+
+/* 32 lanes (four vector registers of AVX-512, so that the additions are not one dependent
+ * chain), combined pairwise in a fixed order. top-n-sigma only bounds the error of these sums
+ * (filter.c), any fixed order would do. */
+#define FDI_SLANES 32
+static double combine32(double *a)
+{
+    for (int w = FDI_SLANES / 2; w >= 1; w /= 2) {
+        for (int l = 0; l < w; l++) {
+            a[l] += a[l + w];
+        }
+    }
+    return a[0];
+}
+
+FDI_INLINE void moments_body(const float *x, int64_t n, double *sum, double *asum, int64_t *cnt)
+{
+    double s[FDI_SLANES] = {0}, a[FDI_SLANES] = {0}, c[FDI_SLANES] = {0};
+    int64_t i = 0;
+    for (; i + FDI_SLANES <= n; i += FDI_SLANES) {
+        for (int l = 0; l < FDI_SLANES; l++) {
+            double d = (double)x[i + l];
+            double f = dsel(x[i + l] != -INFINITY, 1.0, 0.0);
+            double dd = dsel(x[i + l] != -INFINITY, d, 0.0);
+            s[l] += dd;
+            a[l] += fabs(dd);
+            c[l] += f; /* counts in double: exact below 2^53 */
+        }
+    }
+    for (; i < n; i++) {
+        double dd = dsel(x[i] != -INFINITY, (double)x[i], 0.0);
+        s[0] += dd;
+        a[0] += fabs(dd);
+        c[0] += dsel(x[i] != -INFINITY, 1.0, 0.0);
+    }
+    *sum = combine32(s);
+    *asum = combine32(a);
+    *cnt = (int64_t)combine32(c);
+}
+
+FDI_INLINE double sq_dev_body(const float *x, int64_t n, double mean)
+{
+    double s[FDI_SLANES] = {0};
+    int64_t i = 0;
+    for (; i + FDI_SLANES <= n; i += FDI_SLANES) {
+        for (int l = 0; l < FDI_SLANES; l++) {
+            double d = (double)x[i + l] - mean;
+            s[l] += dsel(x[i + l] != -INFINITY, d * d, 0.0);
+        }
+    }
+    for (; i < n; i++) {
+        double d = (double)x[i] - mean;
+        s[0] += dsel(x[i] != -INFINITY, d * d, 0.0);
+    }
+    return combine32(s);
+}
+
+/* the float32 difference x - shift as in the filters (then widened: the product of two floats
+ * is exact in double) */
+FDI_INLINE double dot_shift_pos_body(const float *w, const float *x, int64_t n, float shift)
+{
+    double acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int l = 0; l < 8; l++) {
+            float d = x[i + l] - shift;
+            acc[l] += dsel(w[i + l] > 0.0f, (double)w[i + l] * (double)d, 0.0);
+        }
+    }
+    for (; i < n; i++) {
+        float d = x[i] - shift;
+        acc[0] += dsel(w[i] > 0.0f, (double)w[i] * (double)d, 0.0);
+    }
+    return combine(acc);
+}
+
+#define FDI_SELECT_KERNELS(attr, sfx)                                                            \
+    attr static void keep_f32_##sfx(const fdi_keep *k, const uint32_t *src, uint32_t *dst,      \
+                                    int64_t n, uint32_t fill)                                    \
+    {                                                                                            \
+        keep_f32_body(k, src, dst, n, fill);                                                     \
+    }                                                                                            \
+    attr static int64_t count_in_##sfx(const float *x, int64_t n, float lo, float hi)            \
+    {                                                                                            \
+        return count_in_body(x, n, lo, hi);                                                      \
+    }                                                                                            \
+    attr static void moments_##sfx(const float *x, int64_t n, double *sum, double *asum,         \
+                                   int64_t *cnt)                                                 \
+    {                                                                                            \
+        moments_body(x, n, sum, asum, cnt);                                                      \
+    }                                                                                            \
+    attr static double sq_dev_##sfx(const float *x, int64_t n, double mean)                      \
+    {                                                                                            \
+        return sq_dev_body(x, n, mean);                                                          \
+    }                                                                                            \
+    attr static double dot_shift_pos_##sfx(const float *w, const float *x, int64_t n,            \
+                                           float shift)                                          \
+    {                                                                                            \
+        return dot_shift_pos_body(w, x, n, shift);                                               \
+    }
+
+FDI_SELECT_KERNELS(, portable)
+
 /* The reciprocal trick needs 1 / b finite and normal, with room: otherwise divide everywhere. */
 static int recip_ok(double b) { return b >= 0x1p-1000 && b <= 0x1p1000; }
 
@@ -367,10 +515,14 @@ FDI_AVX2 static void shift_div_avx2(const float *x, int64_t n, float m, double t
     shift_div_portable(x + i, n - i, m, t, out + i);
 }
 
+FDI_SELECT_KERNELS(FDI_AVX2, avx2)
+
 /* ---------------------------------------------------------------------------------------------
  * AVX-512 copy (16 floats per register; the 8 double lanes of the sums in one register).
  * --------------------------------------------------------------------------------------------- */
 #define FDI_AVX512 __attribute__((target("avx512f")))
+
+FDI_SELECT_KERNELS(FDI_AVX512, avx512)
 
 FDI_AVX512 static inline __m512 exp16(__m512 x)
 {
@@ -523,17 +675,19 @@ FDI_AVX512 static void shift_div_avx512(const float *x, int64_t n, float m, doub
  * Dispatch.
  * --------------------------------------------------------------------------------------------- */
 
+#define FDI_OPS(name, sfx)                                                                       \
+    {                                                                                            \
+        name, block_max_##sfx, exp_sum_##sfx, exp_##sfx, div_f32_##sfx, shift_div_##sfx,         \
+            keep_f32_##sfx, count_in_##sfx, moments_##sfx, sq_dev_##sfx, dot_shift_pos_##sfx     \
+    }
 static const fdi_isa_ops ops_table[3] = {
-    {"portable", block_max_portable, exp_sum_portable, exp_portable, div_f32_portable,
-     shift_div_portable},
+    FDI_OPS("portable", portable),
 #if FDI_X86
-    {"avx2", block_max_avx2, exp_sum_avx2, exp_avx2, div_f32_avx2, shift_div_avx2},
-    {"avx512", block_max_avx512, exp_sum_avx512, exp_avx512, div_f32_avx512, shift_div_avx512},
+    FDI_OPS("avx2", avx2),
+    FDI_OPS("avx512", avx512),
 #else
-    {"portable", block_max_portable, exp_sum_portable, exp_portable, div_f32_portable,
-     shift_div_portable},
-    {"portable", block_max_portable, exp_sum_portable, exp_portable, div_f32_portable,
-     shift_div_portable},
+    FDI_OPS("portable", portable),
+    FDI_OPS("portable", portable),
 #endif
 };
 

@@ -66,14 +66,6 @@ typedef struct {
     int found;
 } fdi_cut;
 
-static inline uint32_t fdi_key(float f)
-{
-    uint32_t u;
-    f += 0.0f; /* -0.0 -> +0.0: equal values, one key */
-    memcpy(&u, &f, sizeof u);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
 /* Radix scratch (each part 64-byte aligned): uint32 gkey[n], float gw[n] (the gathered bucket),
  * uint32 hist count[2048], double hist weight[2048], double linear hist[4][2048]. */
 size_t fdi_radix_workspace(int64_t n)

@@ -503,6 +503,43 @@ static void make_row(float *v, int64_t n, int shape)
     }
 }
 
+/* top-n-sigma with an element exactly on the threshold: {-1, 1, 0 x 6} has mean 0 and sigma
+ * 0.5 exactly, so n = 2 puts max - n sigma on the zeros. The vectorised moments cannot decide
+ * such a row (an element inside their error band), so the sequential sums must (filter.c);
+ * the zeros are kept at n = 2 and dropped just below it. Every ISA level, long rows too (the
+ * pattern repeated: same mean and sigma). */
+static void test_sigma_band(void)
+{
+    int best = fdi_set_isa(-1);
+    static const float base[8] = {-1, 1, 0, 0, 0, 0, 0, 0};
+    int64_t ns[] = {8, 8 * 4096};
+    for (int level = FDI_ISA_PORTABLE; level <= best; level++) {
+        fdi_set_isa(level);
+        for (int t = 0; t < 2; t++) {
+            int64_t n = ns[t];
+            float *x = malloc((size_t)n * 4), *out = malloc((size_t)n * 4);
+            for (int64_t i = 0; i < n; i++) {
+                x[i] = base[i % 8];
+            }
+            CHECK(filter1(FD_FILTER_TOP_N_SIGMA, x, out, n, 2.0, 1) == FD_OK);
+            int ok = 1;
+            for (int64_t i = 0; i < n; i++) {
+                ok &= (out[i] == (float)FV) == (x[i] < 0.0f);
+            }
+            CHECK(ok);
+            CHECK(filter1(FD_FILTER_TOP_N_SIGMA, x, out, n, 1.999, 1) == FD_OK);
+            ok = 1;
+            for (int64_t i = 0; i < n; i++) {
+                ok &= (out[i] == (float)FV) == (x[i] <= 0.0f);
+            }
+            CHECK(ok);
+            free(x);
+            free(out);
+        }
+    }
+    fdi_set_isa(-1);
+}
+
 static void test_random(void)
 {
     static const int64_t sizes[] = {1, 2, 7, 64, 65, 300, 4096, 50000};
@@ -705,6 +742,7 @@ static void test_candidates(void)
 
 int main(void)
 {
+    test_sigma_band();
     test_conformance();
     test_table();
     test_dtypes_layout();

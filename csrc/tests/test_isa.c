@@ -173,6 +173,122 @@ static void test_kernels(void)
     free(bmb);
 }
 
+/* the compare-and-select kernels of the dense filters: every copy gives the portable bits, and
+ * dot_shift_pos is fdi_dot_pos of the float differences */
+static void test_select_kernels(void)
+{
+    int best = fdi_set_isa(-1);
+    const int64_t lens[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1000, 4097, 128256};
+    const int64_t nl = (int64_t)(sizeof lens / sizeof lens[0]);
+    int64_t N = 128256;
+    float *x = malloc((size_t)N * 4), *w = malloc((size_t)N * 4), *d = malloc((size_t)N * 4);
+    uint32_t *o0 = malloc((size_t)N * 4), *o1 = malloc((size_t)N * 4);
+    for (int64_t li = 0; li < nl; li++) {
+        int64_t n = lens[li];
+        for (int kind = 0; kind < 6; kind++) {
+            fill_row(x, n, kind);
+            float m = fdi_max(x, n);
+            float shift = m == -INFINITY ? 0.0f : m;
+            fdi_exp(x, n, shift, w);
+            for (int64_t i = 0; i < n; i++) {
+                d[i] = x[i] - shift;
+            }
+            float t = n ? x[rnd() % (uint64_t)n] : 0.0f;
+            fdi_keep k = {x, t, 0, (int32_t)(n / 3), (int32_t)(2 * n / 3), w, 0.25f};
+            if (kind % 2) { /* the ascending form, and no second term */
+                k.neg = 0x80000000u;
+                k.t = -t;
+                k.tb = NAN;
+            }
+            fdi_set_isa(FDI_ISA_PORTABLE);
+            const fdi_isa_ops *P = fdi_ops();
+            memset(o0, 0, (size_t)n * 4);
+            P->keep_f32(&k, (const uint32_t *)x, o0, n, 0xdeadbeefu);
+            for (int64_t c = 0; c < n; c++) { /* against the rule itself */
+                uint32_t xb;
+                memcpy(&xb, &x[c], 4);
+                CHECK(o0[c] == (fdi_keep_at(&k, c) ? xb : 0xdeadbeefu));
+            }
+            int64_t ci = P->count_in(x, n, t - 0.5f, t + 0.5f);
+            double s0, a0, q0;
+            int64_t c0;
+            P->moments(x, n, &s0, &a0, &c0);
+            q0 = P->sq_dev(x, n, 0.125);
+            double dp = P->dot_shift_pos(w, x, n, shift);
+            double dr = fdi_dot_pos(w, d, n);
+            CHECK(same_bits(&dp, &dr, sizeof dp));
+            int64_t fin = 0;
+            for (int64_t i = 0; i < n; i++) {
+                fin += x[i] != -INFINITY;
+            }
+            CHECK(c0 == fin);
+            for (int level = FDI_ISA_AVX2; level <= best; level++) {
+                fdi_set_isa(level);
+                const fdi_isa_ops *O = fdi_ops();
+                memset(o1, 0, (size_t)n * 4);
+                O->keep_f32(&k, (const uint32_t *)x, o1, n, 0xdeadbeefu);
+                CHECK(same_bits(o0, o1, (size_t)n * 4));
+                memcpy(o1, x, (size_t)n * 4); /* in place */
+                O->keep_f32(&k, o1, o1, n, 0xdeadbeefu);
+                CHECK(same_bits(o0, o1, (size_t)n * 4));
+                CHECK(O->count_in(x, n, t - 0.5f, t + 0.5f) == ci);
+                double s1, a1, q1;
+                int64_t c1;
+                O->moments(x, n, &s1, &a1, &c1);
+                q1 = O->sq_dev(x, n, 0.125);
+                CHECK(same_bits(&s0, &s1, 8) && same_bits(&a0, &a1, 8) && c0 == c1);
+                CHECK(same_bits(&q0, &q1, 8));
+                double dq = O->dot_shift_pos(w, x, n, shift);
+                CHECK(same_bits(&dq, &dr, sizeof dq));
+            }
+        }
+    }
+    fdi_set_isa(-1);
+    free(x);
+    free(w);
+    free(d);
+    free(o0);
+    free(o1);
+}
+
+/* every dense filter gives the same bits on every ISA level (in place and not, min_keep 1 / 5) */
+static void test_public_filters(void)
+{
+    int best = fdi_set_isa(-1);
+    int64_t V = 70000;
+    float *x = malloc((size_t)V * 4), *o0 = malloc((size_t)V * 4), *o1 = malloc((size_t)V * 4);
+    void *ws = ws_alloc(fd_filter_workspace(V));
+    static const double ps[7][2] = {{40, 3000}, {0.9, 0.3}, {0.05, 0.5}, {0.9, 0.2},
+                                    {3e-4, 0.05}, {3e-4, 0.02}, {1.0, 2.5}};
+    for (int it = 0; it < 24; it++) {
+        fill_row(x, V, it % 6);
+        if (it % 6 == 4) {
+            x[17] = 1.0f;
+        }
+        for (int kind = 0; kind < 7; kind++) {
+            double p = ps[kind][it % 2], mk = it % 3 ? 1.0 : 5.0;
+            fd_rows in = {x, FD_F32, 1, V, V};
+            fdi_set_isa(FDI_ISA_PORTABLE);
+            fd_rows out0 = {o0, FD_F32, 1, V, V};
+            CHECK(fd_filter((fd_filter_kind)kind, &in, &out0, (fd_param){&p, 0},
+                            (fd_param){&mk, 0}, -INFINITY, ws, NULL) == FD_OK);
+            for (int level = FDI_ISA_AVX2; level <= best; level++) {
+                fdi_set_isa(level);
+                memcpy(o1, x, (size_t)V * 4);
+                fd_rows io = {o1, FD_F32, 1, V, V};
+                CHECK(fd_filter((fd_filter_kind)kind, &io, &io, (fd_param){&p, 0},
+                                (fd_param){&mk, 0}, -INFINITY, ws, NULL) == FD_OK);
+                CHECK(same_bits(o0, o1, (size_t)V * 4));
+            }
+        }
+    }
+    fdi_set_isa(-1);
+    free(x);
+    free(o0);
+    free(o1);
+    free(ws);
+}
+
 /* block-max candidates + fdi_top_k == fdi_top_k on the whole list (finite logits, divided by t) */
 static void test_block_topk(void)
 {
@@ -283,6 +399,8 @@ int main(void)
     test_kernels();
     test_block_topk();
     test_public();
+    test_select_kernels();
+    test_public_filters();
     printf("isa levels tested: portable..%s\n", fdi_ops()->name);
     CHECK_REPORT("test_isa");
 }
