@@ -368,6 +368,38 @@ sub_param(fd_param p, int64_t r0)
     return p;
 }
 
+/* Whether two matrices share any byte. */
+static int
+overlaps(const fd_rows *a, const fd_rows *b)
+{
+    static const size_t isz[4] = {4, 8, 2, 2};
+    if (a->n_rows == 0 || a->n_cols == 0 || b->n_rows == 0 || b->n_cols == 0) {
+        return 0;
+    }
+    const char *a0 = a->data, *b0 = b->data;
+    const char *a1 = a0 + (size_t)((a->n_rows - 1) * a->row_stride + a->n_cols) * isz[a->dtype];
+    const char *b1 = b0 + (size_t)((b->n_rows - 1) * b->row_stride + b->n_cols) * isz[b->dtype];
+    return a0 < b1 && b0 < a1;
+}
+
+/* For a call that writes over its own input: rejects NaN / +inf anywhere in x before a single
+ * row is written, so an error leaves the caller's array as it was. Returns -1 with the
+ * exception set. */
+static int
+precheck_in_place(const fd_rows *x, const fd_rows *out, const char *fname)
+{
+    if (!overlaps(x, out)) {
+        return 0;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = fd_check_rows(x, &e);
+    if (st != FD_OK) {
+        raise_status(st, &e, fname, "ids");
+        return -1;
+    }
+    return 0;
+}
+
 /* Runs fn over all rows: in the calling thread for small batches, else split into up to
  * n_threads contiguous chunks of rows, one workspace each, the GIL released throughout. Rows are
  * independent, so the result is the same whatever the split; the error reported is that of the
@@ -483,6 +515,9 @@ k_filter(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "out must have the dtype of logits");
         return NULL;
     }
+    if (precheck_in_place(&c.x, &c.out, "filter") < 0) {
+        return NULL;
+    }
     return run_rows(filter_rows, &c, c.x.n_rows, c.x.n_cols, fd_filter_workspace(c.x.n_cols), nt,
                     "filter");
 }
@@ -518,6 +553,9 @@ k_softmax(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     }
     if (c.out.dtype != FD_F32 && c.out.dtype != FD_F64) {
         PyErr_SetString(PyExc_TypeError, "out must be float32 or float64");
+        return NULL;
+    }
+    if (precheck_in_place(&c.x, &c.out, "softmax") < 0) {
         return NULL;
     }
     return run_rows(softmax_rows, &c, c.x.n_rows, c.x.n_cols, fd_softmax_workspace(c.x.n_cols),

@@ -247,3 +247,62 @@ def test_torch_bad_inputs():
         fd.top_k(t, 2, out=torch.empty((3, 40), dtype=torch.float16))
     with pytest.raises(ValueError, match="input_ids.*row 2"):
         fd.repetition_penalty(t, torch.from_numpy(BAD_IDS), 1.2)
+
+
+# ------------------------------------------------------------------------------------------------
+# in-place calls: an error is raised before anything is written
+
+
+def _nan_late(rng, dtype=np.float32):
+    x = rng.normal(size=(6, 300)).astype(dtype)
+    x[4, 17] = np.nan  # rows 0-3 would be written before row 4 is reached
+    return x
+
+
+IN_PLACE = {
+    "top_k": lambda x: fd.top_k(x, 5, out=x),
+    "top_p": lambda x: fd.top_p(x, 0.5, out=x),
+    "min_p": lambda x: fd.min_p(x, 0.2, out=x),
+    "typical_p": lambda x: fd.typical_p(x, 0.5, out=x),
+    "epsilon_cutoff": lambda x: fd.epsilon_cutoff(x, 0.01, out=x),
+    "eta_cutoff": lambda x: fd.eta_cutoff(x, 0.01, out=x),
+    "top_n_sigma": lambda x: fd.top_n_sigma(x, 1.0, out=x),
+    "softmax": lambda x: fd.softmax(x, out=x),
+    "log_softmax": lambda x: fd.log_softmax(x, out=x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IN_PLACE))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_in_place_error_leaves_out_untouched(name, dtype):
+    x = _nan_late(np.random.default_rng(0), dtype)
+    before = x.copy()
+    with pytest.raises(ValueError, match=r"logits row 4 contains NaN \(column 17\)"):
+        IN_PLACE[name](x)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_in_place_penalty_errors_leave_out_untouched():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 50)).astype(np.float32)
+    ids = rng.integers(0, 50, size=(4, 8))
+    ids[3, 5] = 50  # out of range in the last row only
+    calls = [
+        lambda: fd.repetition_penalty(x, ids, 1.3, out=x),
+        lambda: fd.presence_frequency_penalty(x, ids, presence=0.5, out=x),
+        lambda: fd.no_repeat_ngram(x, ids, 2, out=x),
+        lambda: fd.bad_words(x, ids, [[1], [2, 3]], out=x),
+    ]
+    before = x.copy()
+    for call in calls:
+        with pytest.raises(ValueError, match=r"input_ids row 3, position 5"):
+            call()
+        np.testing.assert_array_equal(x, before)
+    out = np.full_like(x, 7.0)
+    with pytest.raises(ValueError, match="penalty"):
+        fd.repetition_penalty(x, ids, -1.0, out=out)
+    with pytest.raises(TypeError, match="ids"):
+        fd.suppress_tokens(x, [1.5], out=out)
+    with pytest.raises(ValueError, match="bias"):
+        fd.logit_bias(x, {3: float("inf")}, out=out)
+    assert (out == 7.0).all()  # a separate out= is not written either

@@ -225,3 +225,26 @@ void fd_copy_elem(const fd_rows *src, const fd_rows *dst, int64_t row, int64_t c
         break;
     }
 }
+
+fd_status fd_check_rows(const fd_rows *x, fd_errinfo *err)
+{
+    float buf[256];
+    for (int64_t r = 0; r < x->n_rows; r++) {
+        /* the row in 256-element slices through fd_load_row, which reports the first NaN / +inf */
+        for (int64_t c = 0; c < x->n_cols; c += 256) {
+            fd_rows s = *x;
+            s.data = (char *)x->data + (size_t)c * (x->dtype == FD_F64   ? 8
+                                                    : x->dtype == FD_F32 ? 4
+                                                                         : 2);
+            s.n_cols = x->n_cols - c < 256 ? x->n_cols - c : 256;
+            fd_status st = fd_load_row(&s, r, buf, err);
+            if (st != FD_OK) {
+                if (err) {
+                    err->index += c;
+                }
+                return st;
+            }
+        }
+    }
+    return FD_OK;
+}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -39,7 +40,7 @@ __all__ = [
     "softmax", "log_softmax", "entropy", "varentropy",
     "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_n_sigma",
     "repetition_penalty", "presence_frequency_penalty", "no_repeat_ngram", "logit_bias",
-    "suppress_tokens", "allowed_tokens", "allowed_tokens_bitmask", "bad_words",
+    "suppress_tokens", "allowed_tokens", "allowed_tokens_bitmask", "pack_bitmask", "bad_words",
     "argmax", "sample",
 ]
 
@@ -49,13 +50,11 @@ _NEG_INF = float("-inf")
 def _default_threads() -> int:
     env = os.environ.get("FASTDECODE_NUM_THREADS", "").strip()
     if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ValueError(f"FASTDECODE_NUM_THREADS must be a positive integer, got {env!r}") from None
-        if n < 1:
-            raise ValueError(f"FASTDECODE_NUM_THREADS must be a positive integer, got {env!r}")
-        return n
+        if env.isdigit() and int(env) >= 1:
+            return int(env)
+        # a bad setting must not make the package unimportable: say so and use the default
+        warnings.warn(f"FASTDECODE_NUM_THREADS must be a positive integer, got {env!r}; "
+                      "using the default", RuntimeWarning, stacklevel=2)
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -334,13 +333,41 @@ def top_n_sigma(logits: Any, n: Any, *, min_tokens_to_keep: Any = 1, filter_valu
 
 
 def _inplace_target(logits: Any, out: Any, dtype: str | None) -> tuple[Logits, np.ndarray, Any]:
-    """Logits, the 2-D array the in-place kernel edits, and what to return."""
+    """Logits, the 2-D array the in-place kernel will edit, and what to return. Nothing is
+    written yet: call _filled(lg, o) once every argument is validated, so that an error leaves a
+    caller's ``out=`` as it was."""
     lg = as_logits(logits, dtype=dtype)
     o, ret = prepare_out(out, lg)
     resolve_alias(lg, o)
+    return lg, o, ret
+
+
+def _filled(lg: Logits, o: np.ndarray) -> np.ndarray:
+    """`o` holding the input logits, ready for an in-place kernel."""
     if o is not lg.array:
         np.copyto(o, lg.array)
-    return lg, o, ret
+    return o
+
+
+def _check_history(ids: np.ndarray, begin: Any, end: Any, vocab: int) -> None:
+    """Every id in the counted part [begin, end) of each row must lie in [0, vocab).
+
+    Checked before the kernel runs (the C core checks too, row by row) so that an error leaves
+    ``out=`` untouched; padding outside the counted part may hold anything.
+    """
+    if ids.size == 0:
+        return
+    bad = (ids < 0) | (ids >= vocab)
+    if begin is not None or end is not None:
+        pos = np.arange(ids.shape[1])
+        if begin is not None:
+            bad &= pos >= begin[:, None]
+        if end is not None:
+            bad &= pos < end[:, None]
+    if bad.any():
+        r, i = (int(v[0]) for v in np.nonzero(bad))
+        raise ValueError(f"input_ids row {r}, position {i}: token id {int(ids[r, i])} outside "
+                         f"[0, {vocab})")
 
 
 def _done(lg: Logits, o: np.ndarray, ret: Any) -> Any:
@@ -378,7 +405,8 @@ def repetition_penalty(logits: Any, input_ids: Any, penalty: Any, *, lengths: An
     pen = row_param(penalty, lg.batch, "penalty", lo=0.0, lo_open=True, hi=math.inf, hi_open=True)
     b, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths, begin=prompt_ignore_length,
                       last_n=last_n, begin_name="prompt_ignore_length")
-    _k.history_penalty(0, o, ids, b, e, pen, None)
+    _check_history(ids, b, e, lg.vocab)
+    _k.history_penalty(0, _filled(lg, o), ids, b, e, pen, None)
     return _done(lg, o, ret)
 
 
@@ -398,7 +426,8 @@ def presence_frequency_penalty(logits: Any, input_ids: Any, *, presence: Any = 0
     pres = row_param(presence, lg.batch, "presence", lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)
     freq = row_param(frequency, lg.batch, "frequency", lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)
     b, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths, begin=prompt_lengths, last_n=last_n)
-    _k.history_penalty(1, o, ids, b, e, pres, freq)
+    _check_history(ids, b, e, lg.vocab)
+    _k.history_penalty(1, _filled(lg, o), ids, b, e, pres, freq)
     return _done(lg, o, ret)
 
 
@@ -412,7 +441,9 @@ def no_repeat_ngram(logits: Any, input_ids: Any, n: int, *, lengths: Any = None,
     ids = as_ids_matrix(input_ids, lg.batch)
     nn = int(row_param(n, 1, "n", lo=1, integer=True)[0])
     _, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths)
-    _k.history_penalty(2, o, ids, None, e, nn, _filter_value(filter_value))
+    _check_history(ids, None, e, lg.vocab)
+    fv = _filter_value(filter_value)
+    _k.history_penalty(2, _filled(lg, o), ids, None, e, nn, fv)
     return _done(lg, o, ret)
 
 
@@ -436,9 +467,9 @@ def logit_bias(logits: Any, bias: Mapping[int, float] | tuple[Any, Any], *, out:
             vals = vals.reshape(-1)
     else:
         raise TypeError("bias must be a dict {token_id: value} or a tuple (ids, values)")
-    if np.isnan(vals).any():
-        raise ValueError("bias values must not be NaN")
-    _k.logit_bias(o, ids, np.ascontiguousarray(vals))
+    if np.isnan(vals).any() or np.isposinf(vals).any():
+        raise ValueError("bias values must not be NaN or +inf (-inf bans a token)")
+    _k.logit_bias(_filled(lg, o), ids, np.ascontiguousarray(vals))
     return _done(lg, o, ret)
 
 
@@ -446,7 +477,8 @@ def suppress_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out:
                     dtype: str | None = None) -> Any:
     """Set the given token ids to ``filter_value`` in every row (HF ``SuppressTokensLogitsProcessor``)."""
     lg, o, ret = _inplace_target(logits, out, dtype)
-    _k.suppress_tokens(o, as_id_list(ids, "ids"), _filter_value(filter_value))
+    sup, fv = as_id_list(ids, "ids"), _filter_value(filter_value)
+    _k.suppress_tokens(_filled(lg, o), sup, fv)
     return _done(lg, o, ret)
 
 
@@ -493,7 +525,8 @@ def allowed_tokens_bitmask(logits: Any, bitmask: Any, *, filter_value: Any = _NE
         m = m.reshape(1, -1)
     if m.ndim != 2 or m.shape[0] not in (1, lg.batch):
         raise ValueError(f"bitmask must have shape (W,) or ({lg.batch}, W), got {np.shape(bitmask)}")
-    _k.apply_bitmask(o, m, _filter_value(filter_value), _threads[0])
+    fv = _filter_value(filter_value)
+    _k.apply_bitmask(_filled(lg, o), m, fv, _threads[0])
     return _done(lg, o, ret)
 
 
@@ -518,7 +551,9 @@ def bad_words(logits: Any, input_ids: Any, bad_words_ids: Sequence[Sequence[int]
     offsets = np.zeros(len(words) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([w.size for w in words])
     _, e = row_bounds(lg.batch, ids.shape[1], lengths=lengths)
-    _k.bad_words(o, ids, None, e, np.ascontiguousarray(flat), offsets, _filter_value(filter_value))
+    _check_history(ids, None, e, lg.vocab)
+    fv = _filter_value(filter_value)
+    _k.bad_words(_filled(lg, o), ids, None, e, np.ascontiguousarray(flat), offsets, fv)
     return _done(lg, o, ret)
 
 

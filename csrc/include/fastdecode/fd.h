@@ -83,6 +83,10 @@ typedef struct {
 /* Converts row `row` of `x` to float32 in dst[0..n_cols). Returns FD_ENAN / FD_EPOSINF (with
  * err->index) if the row holds NaN / +inf, else FD_OK. */
 fd_status fd_load_row(const fd_rows *x, int64_t row, float *dst, fd_errinfo *err);
+/* FD_OK if no element of x is NaN or +inf, else the status of the first offending element (in
+ * row-major order) with err->row / err->index. Lets a caller that writes in place validate the
+ * whole matrix before it writes anything. */
+fd_status fd_check_rows(const fd_rows *x, fd_errinfo *err);
 /* Stores one float32 value into element (row, col) of `x`, rounding to the storage dtype
  * (round-to-nearest-even for float16 and bfloat16). */
 void fd_store(const fd_rows *x, int64_t row, int64_t col, double value);
