@@ -35,7 +35,9 @@
  * the min_keep largest". Rules computed in mixed precision ((double)(z - max) < ln p,
  * w * (1 / Z) < eps, (double)z >= thr) become one float comparison through the smallest float
  * that passes (first_true: a bisection over the float keys, exact because each rule is monotone).
- * The k-th largest (top-k, min_keep) comes from the block-max candidates of select.c.
+ * The k-th largest (top-k, min_keep) comes from the block-max candidates of select.c. The decision
+ * step (fdi_decide) is shared with the fused sampler, which decides its first filter on a row
+ * without -inf the same way and gathers only the survivors (sample.c).
  * The min_keep rules of Hugging Face differ per warper and are kept exactly: top-p, min-p and
  * typical keep the first min_keep of their walk (ties by id), epsilon and eta keep every token
  * >= the min_keep-th largest logit (ties kept).
@@ -735,6 +737,55 @@ static int dense_top_n_sigma(const drow *R, double nsig, int64_t min_keep, fdi_k
     return 0;
 }
 
+/* The kept set of filter `kind` on the row x (ids = positions; bm its block maxima, max its
+ * maximum), as the keep rule *k; returns 1 for "keep every column". p and min_keep are already
+ * validated (min_keep >= 1, clipped to V). fws is the filters' scratch (fdi_workspace(V)); cv / cid
+ * are V floats and V ids of candidate scratch (cv NULL: the scores row s of fws, free when x is
+ * not there). The rule may read fws (the weights or scores), which stays valid until fws is
+ * reused. *weights (may be NULL) is set when fws starts with the float32 weights exp(x - max) of
+ * every column (top-p, typical, epsilon, eta): the fused sampler's pick reuses them. */
+int fdi_decide(fd_filter_kind kind, const float *x, int64_t V, const float *bm, float max,
+               double p, int64_t min_keep, void *fws_, float *cv, int32_t *cid, fdi_keep *k,
+               int *weights)
+{
+    drow R = {x, V, bm, max, layout(fws_, V), cv, cid};
+    if (!cv) { /* the candidate values go to the (then unused) s row */
+        R.cv = R.L.s;
+    }
+    int all = 1, w = 0;
+    switch (kind) {
+    case FD_FILTER_TOP_K:
+        all = dense_top_k(&R, p, min_keep, k);
+        break;
+    case FD_FILTER_TOP_P:
+        all = dense_top_p(&R, p, min_keep, k);
+        w = !(p >= 1.0);
+        break;
+    case FD_FILTER_MIN_P:
+        all = dense_min_p(&R, p, min_keep, k);
+        break;
+    case FD_FILTER_TYPICAL:
+        all = dense_typical(&R, p, min_keep, k);
+        w = 1;
+        break;
+    case FD_FILTER_EPSILON:
+        all = dense_epsilon(&R, p, min_keep, k);
+        w = !(p <= 0.0);
+        break;
+    case FD_FILTER_ETA:
+        all = dense_eta(&R, p, min_keep, k);
+        w = !(p <= 0.0);
+        break;
+    case FD_FILTER_TOP_N_SIGMA:
+        all = dense_top_n_sigma(&R, p, min_keep, k);
+        break;
+    }
+    if (weights) {
+        *weights = w && V > 0 && max != -INFINITY;
+    }
+    return all;
+}
+
 /* Whether out's row r overlaps in's row r other than exactly (then the decisions are made on a
  * converted copy of the row). */
 static int partial_overlap(const fd_rows *in, const fd_rows *out, int64_t r)
@@ -817,35 +868,8 @@ fd_status fd_filter(fd_filter_kind kind, const fd_rows *in, const fd_rows *out, 
         if (keep < 1) {
             keep = 1;
         }
-        drow R = {x, V, bm, max, layout(fws_, V), v, id};
-        if (x == v) { /* v holds the row: the candidate values go to the (then unused) s row */
-            R.cv = R.L.s;
-        }
         fdi_keep k;
-        int all = 1;
-        switch (kind) {
-        case FD_FILTER_TOP_K:
-            all = dense_top_k(&R, p, keep, &k);
-            break;
-        case FD_FILTER_TOP_P:
-            all = dense_top_p(&R, p, keep, &k);
-            break;
-        case FD_FILTER_MIN_P:
-            all = dense_min_p(&R, p, keep, &k);
-            break;
-        case FD_FILTER_TYPICAL:
-            all = dense_typical(&R, p, keep, &k);
-            break;
-        case FD_FILTER_EPSILON:
-            all = dense_epsilon(&R, p, keep, &k);
-            break;
-        case FD_FILTER_ETA:
-            all = dense_eta(&R, p, keep, &k);
-            break;
-        case FD_FILTER_TOP_N_SIGMA:
-            all = dense_top_n_sigma(&R, p, keep, &k);
-            break;
-        }
+        int all = fdi_decide(kind, x, V, bm, max, p, keep, fws_, x == v ? NULL : v, id, &k, NULL);
         write_keep(in, out, r, &k, all, filter_value);
     }
     return FD_OK;

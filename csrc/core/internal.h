@@ -94,6 +94,11 @@ static inline int fdi_keep_at(const fdi_keep *k, int64_t c)
     int32_t ci = (int32_t)c;
     return (av > k->t) | ((av == k->t) & (ci >= k->lo) & (ci < k->hi)) | (k->b[c] >= k->tb);
 }
+/* The dense decision of filter `kind` on a whole row as a keep rule (filter.c, fd_filter's core;
+ * also the fused sampler's first filter). */
+int fdi_decide(fd_filter_kind kind, const float *x, int64_t V, const float *bm, float max,
+               double p, int64_t min_keep, void *fws, float *cv, int32_t *cid, fdi_keep *k,
+               int *weights);
 typedef struct {
     const char *name;
     /* bm[b] = max of x[64b .. min(64b + 64, n)) (a zero maximum as +0); nonzero if x holds NaN or
@@ -118,6 +123,13 @@ typedef struct {
     double (*sq_dev)(const float *x, int64_t n, double mean);
     /* sum of (double)w * (double)(x - shift) over w > 0: fdi_dot_pos(w, x - shift) bit for bit */
     double (*dot_shift_pos)(const float *w, const float *x, int64_t n, float shift);
+    /* the columns c of [i0, i0 + n) kept by rule k (all: every one; k is read even then), in order: y[c] to v[j], c to
+     * id[j] and (wv != NULL) w[c] to wv[j], j counting from 0 (y, w and the rule's rows are
+     * indexed by the column c); returns the count. v may be y + i0, and up to 16 elements past
+     * the count may be written below v + n (the AVX-512 copy stores whole vectors): with
+     * v <= y + i0, nothing unread is overwritten. Exact compares and data movement only. */
+    int64_t (*gather_keep)(const fdi_keep *k, int all, const float *y, const float *w,
+                           int64_t i0, int64_t n, float *v, int32_t *id, float *wv);
 } fdi_isa_ops;
 const fdi_isa_ops *fdi_ops(void);
 int fdi_isa(void);

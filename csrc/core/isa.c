@@ -12,7 +12,9 @@
  *   keep_f32, count_in, moments, sq_dev, dot_shift_pos  the dense filters' write pass (the keep
  *               rule of internal.h), a range count, top-n-sigma's sums, eta's entropy dot product:
  *               one C body compiled per ISA (compares, selects and lane sums in a fixed order are
- *               exact, so the compiler's vectorisation cannot change a bit).
+ *               exact, so the compiler's vectorisation cannot change a bit);
+ *   gather_keep the fused sampler's gather of the columns a keep rule keeps (the C body per ISA,
+ *               plus an AVX-512 copy that packs 16 columns with vcompressps): data movement only.
  *
  * Why one copy per ISA and not -march=native: wheels must run on plain x86-64, so the default
  * build is SSE2, and the AVX2 / AVX-512 copies are compiled with GCC's target attribute and picked
@@ -241,6 +243,45 @@ FDI_INLINE int64_t count_in_body(const float *x, int64_t n, float lo, float hi)
     return cnt;
 }
 
+/* the keep flags of 64 columns at a time (vectorised by the compiler), then the kept ones packed
+ * branch-free (store always, advance by the flag); blocks that keep nothing are skipped */
+FDI_INLINE int64_t gather_keep_body(const fdi_keep *k, int all, const float *y, const float *w,
+                                    int64_t i0, int64_t n, float *v, int32_t *id, float *wv)
+{
+    const uint32_t *a = (const uint32_t *)k->a, neg = k->neg;
+    const float *b = k->b;
+    const float t = k->t, tb = k->tb;
+    const int32_t lo = k->lo, hi = k->hi;
+    int64_t j = 0;
+    for (int64_t s = 0; s < n; s += 64) {
+        int32_t len = n - s < 64 ? (int32_t)(n - s) : 64, c0 = (int32_t)(i0 + s);
+        unsigned char f[64];
+        int any = 0;
+        for (int32_t q = 0; q < len; q++) {
+            int32_t c = c0 + q;
+            uint32_t ua = a[c] ^ neg;
+            float av;
+            memcpy(&av, &ua, sizeof av);
+            int keep = all | (av > t) | ((av == t) & (c >= lo) & (c < hi)) | (b[c] >= tb);
+            f[q] = (unsigned char)keep;
+            any |= keep;
+        }
+        if (!any) {
+            continue;
+        }
+        for (int32_t q = 0; q < len; q++) {
+            float yv = y[c0 + q];
+            v[j] = yv;
+            id[j] = c0 + q;
+            if (wv) {
+                wv[j] = w[c0 + q];
+            }
+            j += f[q];
+        }
+    }
+    return j;
+}
+
 static inline double dsel(int c, double a, double b)
 {
     uint64_t ua, ub, m = -(uint64_t)(c != 0);
@@ -349,9 +390,15 @@ FDI_INLINE double dot_shift_pos_body(const float *w, const float *x, int64_t n, 
                                            float shift)                                          \
     {                                                                                            \
         return dot_shift_pos_body(w, x, n, shift);                                               \
-    }
+    }                                                 
 
 FDI_SELECT_KERNELS(, portable)
+
+static int64_t gather_keep_portable(const fdi_keep *k, int all, const float *y, const float *w,
+                                    int64_t i0, int64_t n, float *v, int32_t *id, float *wv)
+{
+    return gather_keep_body(k, all, y, w, i0, n, v, id, wv);
+}
 
 /* The reciprocal trick needs 1 / b finite and normal, with room: otherwise divide everywhere. */
 static int recip_ok(double b) { return b >= 0x1p-1000 && b <= 0x1p1000; }
@@ -517,6 +564,13 @@ FDI_AVX2 static void shift_div_avx2(const float *x, int64_t n, float m, double t
 
 FDI_SELECT_KERNELS(FDI_AVX2, avx2)
 
+FDI_AVX2 static int64_t gather_keep_avx2(const fdi_keep *k, int all, const float *y,
+                                         const float *w, int64_t i0, int64_t n, float *v,
+                                         int32_t *id, float *wv)
+{
+    return gather_keep_body(k, all, y, w, i0, n, v, id, wv);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * AVX-512 copy (16 floats per register; the 8 double lanes of the sums in one register).
  * --------------------------------------------------------------------------------------------- */
@@ -669,6 +723,42 @@ FDI_AVX512 static void shift_div_avx512(const float *x, int64_t n, float m, doub
     _mm256_zeroupper(); /* see FDI_VZ */
     shift_div_portable(x + i, n - i, m, t, out + i);
 }
+/* 16 columns at a time: the rule as one compare mask, the kept lanes packed to the front of a
+ * register (vcompressps) and the whole register stored at v + j (lanes past the count are
+ * overwritten by the next store or lie below v + n: see internal.h); the tail by the C body. */
+FDI_AVX512 static int64_t gather_keep_avx512(const fdi_keep *k, int all, const float *y,
+                                             const float *w, int64_t i0, int64_t n, float *v,
+                                             int32_t *id, float *wv)
+{
+    int64_t i = 0, j = 0;
+    __m512i col = _mm512_add_epi32(_mm512_set1_epi32((int32_t)i0),
+                                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                                     13, 14, 15));
+    const __m512i sixteen = _mm512_set1_epi32(16), neg = _mm512_set1_epi32((int32_t)k->neg);
+    const __m512i lo = _mm512_set1_epi32(k->lo), hi = _mm512_set1_epi32(k->hi);
+    const __m512 t = _mm512_set1_ps(k->t), tb = _mm512_set1_ps(k->tb);
+    const __mmask16 every = all ? (__mmask16)0xffff : 0;
+    for (; i + 16 <= n; i += 16) {
+        int64_t c = i0 + i;
+        __m512 av = _mm512_castsi512_ps(
+            _mm512_xor_si512(_mm512_loadu_si512((const void *)(k->a + c)), neg));
+        __mmask16 m = _mm512_cmp_ps_mask(av, t, _CMP_GT_OQ) |
+                      (_mm512_cmp_ps_mask(av, t, _CMP_EQ_OQ) &
+                       _mm512_cmpge_epi32_mask(col, lo) & _mm512_cmplt_epi32_mask(col, hi)) |
+                      _mm512_cmp_ps_mask(_mm512_loadu_ps(k->b + c), tb, _CMP_GE_OQ) | every;
+        if (m) {
+            _mm512_storeu_ps(v + j, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(y + c)));
+            _mm512_storeu_si512((void *)(id + j), _mm512_maskz_compress_epi32(m, col));
+            if (wv) {
+                _mm512_storeu_ps(wv + j, _mm512_maskz_compress_ps(m, _mm512_loadu_ps(w + c)));
+            }
+            j += __builtin_popcount((unsigned)m);
+        }
+        col = _mm512_add_epi32(col, sixteen);
+    }
+    _mm256_zeroupper(); /* see FDI_VZ */
+    return j + gather_keep_body(k, all, y, w, i0 + i, n - i, v + j, id + j, wv ? wv + j : NULL);
+}
 #endif /* FDI_X86 */
 
 /* ---------------------------------------------------------------------------------------------
@@ -678,7 +768,8 @@ FDI_AVX512 static void shift_div_avx512(const float *x, int64_t n, float m, doub
 #define FDI_OPS(name, sfx)                                                                       \
     {                                                                                            \
         name, block_max_##sfx, exp_sum_##sfx, exp_##sfx, div_f32_##sfx, shift_div_##sfx,         \
-            keep_f32_##sfx, count_in_##sfx, moments_##sfx, sq_dev_##sfx, dot_shift_pos_##sfx     \
+            keep_f32_##sfx, count_in_##sfx, moments_##sfx, sq_dev_##sfx, dot_shift_pos_##sfx,    \
+            gather_keep_##sfx                                                                    \
     }
 static const fdi_isa_ops ops_table[3] = {
     FDI_OPS("portable", portable),

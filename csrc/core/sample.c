@@ -24,6 +24,20 @@
  * larger than the number of blocks, fewer than k blocks with a finite value) the candidate list is
  * the finite logits, as before. The block maxima also give the maximum and the first argmax.
  *
+ * Any other first filter on a row without -inf (one vectorised count decides): the candidate list
+ * would be the whole (scaled) row y with ids 0..V-1, so the first filter is decided on y itself
+ * by the dense driver's machinery (fdi_decide, filter.c: the same computations as the list
+ * filter on that list, turned into the keep rule of internal.h), and only the survivors are
+ * gathered into the list (isa.c's gather_keep: vcompressps on AVX-512; blocks whose maximum is
+ * below a logit threshold are skipped, so a peaked row is barely read again). The rest of the
+ * chain then runs on that list. When that filter is the only one and computed the weights
+ * exp(y - max) (top-p, typical, epsilon, eta; not with llama order and T != 1), the pick reuses
+ * them, gathered with the survivors, instead of a second exp pass -- valid because the list keeps
+ * the row maximum (top-p, epsilon and eta always do with min_keep 1; typical is checked). The
+ * list, its order and blocking are exactly the old path's, so tokens and log-probabilities are
+ * bit for bit the same. A row with -inf logits builds the list of finite logits, as before (the
+ * dense sums over the row would see the removed elements in other lanes).
+ *
  * Temperature 0 is exact greedy: the first maximum of the raw row, no filters, logprob 0. A
  * temperature so small that max / T overflows float32 is the same limit and is treated the same
  * way (the alternative, +inf logits, has no distribution).
@@ -41,8 +55,10 @@
  *
  * Workspace: float v[V], int32 id[V], double w[V], float bm[ceil(V / 64)], then fdi_workspace(V),
  * each 64-byte aligned (64 bytes of slack let the caller's pointer have any alignment). For a
- * non-float32 row v holds the converted row and the block-max candidates go to w. The pick keeps its
- * float32 weights in w and its block sums in the filter scratch (free by then).
+ * non-float32 row v holds the converted row and the block-max candidates go to w. On the direct
+ * path v holds the scaled row (HF order, T != 1), gathered in place, and w is the dense
+ * decision's candidate scratch. The pick keeps its float32 weights in w and its block sums in the
+ * filter scratch (free by then).
  */
 #include "internal.h"
 
@@ -168,11 +184,8 @@ static int64_t apply_filter(int which, const row_params *q, float *v, int32_t *i
  * exceeds the target, and since s at the block's end is S_b bit for bit, the scan inside it
  * always finds the token. If rounding lets no block cross (u * total == total), the last token
  * of nonzero weight. Eight blocks are summed at a time (eight independent addition chains). */
-static int64_t pick_index(const float *v, int64_t n, double u, float *w, double *bs,
-                          double *total_out)
+static int64_t pick_weights(const float *w, int64_t n, double u, double *bs, double *total_out)
 {
-    float max = fdi_max(v, n);
-    fdi_exp(v, n, max, w);
     int64_t nb = fdi_n_blocks(n), b = 0;
     for (; (b + 8) * FDI_BLOCK <= n; b += 8) {
         double acc[8] = {0};
@@ -219,6 +232,89 @@ static int64_t pick_index(const float *v, int64_t n, double u, float *w, double 
         i--;
     }
     return i;
+}
+
+static int64_t pick_index(const float *v, int64_t n, double u, float *w, double *bs,
+                          double *total_out)
+{
+    fdi_exp(v, n, fdi_max(v, n), w);
+    return pick_weights(w, n, u, bs, total_out);
+}
+
+/* Whether chain step `which` may change the list (top-k: whenever k > 0), and its parameter. */
+static int enabled(int which, const row_params *q)
+{
+    switch (which) {
+    case FD_FILTER_TOP_N_SIGMA:
+        return q->top_n_sigma > 0 && q->top_n_sigma < INFINITY;
+    case FD_FILTER_TOP_K:
+        return q->top_k > 0;
+    case FD_FILTER_TOP_P:
+        return q->top_p < 1.0;
+    case FD_FILTER_MIN_P:
+        return q->min_p > 0.0;
+    case FD_FILTER_TYPICAL:
+        return q->typical_p < 1.0;
+    case FD_FILTER_EPSILON:
+        return q->epsilon > 0.0;
+    case FD_FILTER_ETA:
+        return q->eta > 0.0;
+    }
+    return 0;
+}
+
+static double param_of(int which, const row_params *q)
+{
+    switch (which) {
+    case FD_FILTER_TOP_N_SIGMA:
+        return q->top_n_sigma;
+    case FD_FILTER_TOP_K:
+        return q->top_k;
+    case FD_FILTER_TOP_P:
+        return q->top_p;
+    case FD_FILTER_MIN_P:
+        return q->min_p;
+    case FD_FILTER_TYPICAL:
+        return q->typical_p;
+    case FD_FILTER_EPSILON:
+        return q->epsilon;
+    case FD_FILTER_ETA:
+        return q->eta;
+    }
+    return 0.0;
+}
+
+/* The candidate list of the columns of y kept by rule k (all: every column), ids ascending, into
+ * (v, id) -- v may be y: position j <= c is written after y[c] and the rule at c are read -- with
+ * their weights w (when wv != NULL) into wv, by the dispatched gather (isa.c: the rule as one
+ * compare mask and vcompressps on AVX-512). A rule that only keeps y >= min(t, tb) (a and b both
+ * y) skips the blocks whose maximum bm is below both: for a peaked row most of the row. */
+static int64_t gather(const float *y, int64_t V, int all, const fdi_keep *k, const float *bm,
+                      const float *w, float *v, int32_t *id, float *wv)
+{
+    const fdi_isa_ops *ops = fdi_ops();
+    if (all) { /* the kernel reads the rule's rows even then: a valid rule that keeps all */
+        fdi_keep every = {y, -INFINITY, 0, 0, 0, y, NAN};
+        return ops->gather_keep(&every, 1, y, w, 0, V, v, id, wv);
+    }
+    if (!(k->a == y && k->b == y && k->neg == 0)) {
+        return ops->gather_keep(k, all, y, w, 0, V, v, id, wv);
+    }
+    int64_t j = 0, nb = fdi_n_blocks(V);
+    for (int64_t b = 0; b < nb;) {
+        if (!(bm[b] >= k->t) && !(bm[b] >= k->tb)) {
+            b++;
+            continue;
+        }
+        int64_t e = b + 1; /* a run of blocks that may keep something */
+        while (e < nb && (bm[e] >= k->t || bm[e] >= k->tb)) {
+            e++;
+        }
+        int64_t i0 = b * FDI_BLOCK, i1 = e * FDI_BLOCK < V ? e * FDI_BLOCK : V;
+        j += ops->gather_keep(k, 0, y, w, i0, i1 - i0, v + j, id + j, wv ? wv + j : NULL);
+        b = e;
+    }
+    return j;
 }
 
 static const int hf_chain[] = {FD_FILTER_TOP_N_SIGMA, FD_FILTER_TOP_K,   FD_FILTER_TOP_P,
@@ -334,6 +430,8 @@ fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_
             }
             continue;
         }
+        int reuse = 0; /* (float *)L.w holds the pick's weights */
+        int first = 0; /* chain steps before this one are done */
         if (!(q.top_n_sigma > 0 && q.top_n_sigma < INFINITY) && q.top_k > 0) {
             /* top-k comes first: the block-max filter gathers a short list straight from the
              * row (HF order: already divided by T), on which the chain gives the same result */
@@ -343,6 +441,39 @@ fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_
             if (n >= 0 && cv != L.v) {
                 memcpy(L.v, cv, (size_t)n * sizeof(float));
             }
+        }
+        else if (ops->count_in(x, V, -INFINITY, -INFINITY) == 0) {
+            /* every logit finite: the candidate list would be the whole (scaled) row y, ids
+             * 0..V-1, so the first filter decides on y itself through the dense driver's rule
+             * (filter.c, the same computations as on that list) and only the survivors are
+             * gathered */
+            const float *y = x;
+            float ymax = L.bm[bmax];
+            if (hf_scale) {
+                for (int64_t i = 0; i < V; i++) {
+                    L.v[i] = x[i] / t;
+                }
+                y = L.v;
+                (void)ops->block_max(y, V, L.bm);
+                ymax = fdi_max(y, V);
+            }
+            while (!enabled(chain[first], &q)) {
+                first++;
+            }
+            int f0 = chain[first++], more = 0, has_w = 0;
+            for (int s = first; s < chain_len; s++) {
+                more |= enabled(chain[s], &q);
+            }
+            fdi_keep k;
+            int all = fdi_decide((fd_filter_kind)f0, y, V, L.bm, ymax, param_of(f0, &q), 1, L.fws,
+                                 (float *)L.w, L.id, &k, &has_w);
+            /* the pick may reuse the filter's weights exp(y - ymax) when nothing changes the
+             * list or its values afterwards (and the list keeps the maximum: checked below) */
+            reuse = has_w && !more && !(params->order == FD_ORDER_LLAMA && t != 1.0f);
+            n = gather(y, V, all, &k, L.bm, (const float *)L.fws, L.v, L.id,
+                       reuse ? (float *)L.w : NULL);
+            /* top-p, epsilon and eta always keep the maximum (min_keep 1); typical may not */
+            reuse = reuse && (f0 != FD_FILTER_TYPICAL || fdi_max(L.v, n) == ymax);
         }
         if (n < 0) {
             /* candidates: the finite logits, ids ascending */
@@ -357,7 +488,7 @@ fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_
                 scale(L.v, n, t);
             }
         }
-        for (int s = 0; s < chain_len; s++) {
+        for (int s = first; s < chain_len; s++) {
             n = apply_filter(chain[s], &q, L.v, L.id, n, L.fws);
         }
         if (params->order == FD_ORDER_LLAMA && t != 1.0f) {
@@ -366,7 +497,8 @@ fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_
 
         /* the pick: inverse CDF in ascending id order */
         double total = 0.0;
-        int64_t pick = pick_index(L.v, n, u, (float *)L.w, (double *)L.fws, &total);
+        int64_t pick = reuse ? pick_weights((float *)L.w, n, u, (double *)L.fws, &total)
+                             : pick_index(L.v, n, u, (float *)L.w, (double *)L.fws, &total);
         tokens[r] = L.id[pick];
         if (logprob) {
             logprob[r] = log((double)((float *)L.w)[pick] / total);

@@ -617,6 +617,154 @@ static void test_pick_long_rows(void)
     CHECK(mismatches <= 2);
 }
 
+/* The blocked pick of fd.h written out: float32 weights exp(v - max), sequential sums within
+ * 64-weight blocks, then the block sums in order; the first index whose running sum exceeds
+ * u * total (else the last of nonzero weight). */
+static int64_t ref_pick(const float *v, int64_t n, double u, double *lp)
+{
+    float max = fdi_max(v, n);
+    double total = 0.0;
+    for (int64_t b = 0; b * 64 < n; b++) {
+        double acc = 0.0;
+        for (int64_t i = b * 64; i < n && i < b * 64 + 64; i++) {
+            acc += (double)fdi_expf1(v[i] - max);
+        }
+        total += acc;
+    }
+    double target = u * total, run = 0.0;
+    int64_t pick = -1;
+    for (int64_t b = 0; b * 64 < n && pick < 0; b++) {
+        double acc = 0.0;
+        for (int64_t i = b * 64; i < n && i < b * 64 + 64; i++) {
+            acc += (double)fdi_expf1(v[i] - max);
+        }
+        if (run + acc > target) {
+            double s = 0.0;
+            for (int64_t i = b * 64; i < n && i < b * 64 + 64; i++) {
+                s += (double)fdi_expf1(v[i] - max);
+                if (run + s > target) {
+                    pick = i;
+                    break;
+                }
+            }
+        }
+        run += acc;
+    }
+    if (pick < 0) {
+        pick = n - 1;
+        while (pick > 0 && !(fdi_expf1(v[pick] - max) > 0.0f)) {
+            pick--;
+        }
+    }
+    *lp = log((double)fdi_expf1(v[pick] - max) / total);
+    return pick;
+}
+
+/* Rows without -inf take the direct path of sample.c (the first filter decided on the row by the
+ * dense rule, survivors gathered, the filter's weights reused by the pick): every single filter,
+ * and two-filter chains, both orders, T = 1 and 0.7, flat / peaked / tied rows, on every ISA
+ * path, against the candidate-list chain (the fdi_* filters on the scaled row) and the pick of
+ * fd.h written out -- tokens and log-probabilities bit for bit. */
+static void test_direct_first_filter(void)
+{
+    enum { V = 9000, U = 7 };
+    static float x[V], sv[V];
+    static int32_t sid[V];
+    static _Alignas(64) unsigned char fw[1 << 20];
+    uint64_t st = 0x9e3779b97f4a7c15ull;
+    int best = fdi_set_isa(-1);
+    static const double vals[7] = {1.0, 0.9, 0.05, 0.95, 3e-4, 3e-4, 1.0};
+    for (int level = FDI_ISA_PORTABLE; level <= best; level++) {
+        fdi_set_isa(level);
+        for (int shape = 0; shape < 3; shape++) {
+            for (int i = 0; i < V; i++) {
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                double g = (double)(st >> 11) * (1.0 / 9007199254740992.0);
+                x[i] = (float)(shape == 0 ? 3.0 * g : shape == 1 ? 20.0 * g * g * g
+                                                                 : floor(8.0 * g) / 4.0);
+            }
+            for (int cfg = 0; cfg < 6 * 2 * 2 + 4; cfg++) {
+                int f = FD_FILTER_TOP_P + (cfg % 6), g2 = -1;
+                int order = (cfg / 6) % 2;
+                double temp = (cfg / 12) % 2 ? 0.7 : 1.0;
+                if (cfg >= 24) { /* a second filter after the first */
+                    f = cfg % 2 ? FD_FILTER_TOP_N_SIGMA : FD_FILTER_TOP_P;
+                    g2 = cfg % 2 ? FD_FILTER_MIN_P : FD_FILTER_EPSILON;
+                    order = (cfg / 2) % 2;
+                }
+                double pv[7] = {0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0};
+                pv[f] = vals[f];
+                if (g2 >= 0) {
+                    pv[g2] = vals[g2];
+                }
+                fd_sample_params p = defaults();
+                p.temperature = P(&temp);
+                p.top_p = P(&pv[FD_FILTER_TOP_P]);
+                p.min_p = P(&pv[FD_FILTER_MIN_P]);
+                p.typical_p = P(&pv[FD_FILTER_TYPICAL]);
+                p.epsilon = P(&pv[FD_FILTER_EPSILON]);
+                p.eta = P(&pv[FD_FILTER_ETA]);
+                p.top_n_sigma = P(&pv[FD_FILTER_TOP_N_SIGMA]);
+                p.order = order ? FD_ORDER_LLAMA : FD_ORDER_HF;
+                float tf = (float)temp;
+                for (int i = 0; i < V; i++) {
+                    sv[i] = !order && tf != 1.0f ? x[i] / tf : x[i];
+                    sid[i] = i;
+                }
+                int64_t n = V;
+                static const int hf[6] = {FD_FILTER_TOP_N_SIGMA, FD_FILTER_TOP_P, FD_FILTER_MIN_P,
+                                          FD_FILTER_TYPICAL, FD_FILTER_EPSILON, FD_FILTER_ETA};
+                static const int ll[6] = {FD_FILTER_TOP_N_SIGMA, FD_FILTER_TYPICAL,
+                                          FD_FILTER_TOP_P, FD_FILTER_MIN_P, FD_FILTER_EPSILON,
+                                          FD_FILTER_ETA};
+                for (int s = 0; s < 6; s++) {
+                    int w = order ? ll[s] : hf[s];
+                    if (w != f && w != g2) {
+                        continue;
+                    }
+                    switch (w) {
+                    case FD_FILTER_TOP_P:
+                        n = fdi_top_p(sv, sid, n, pv[w], 1, fw);
+                        break;
+                    case FD_FILTER_MIN_P:
+                        n = fdi_min_p(sv, sid, n, pv[w], 1, fw);
+                        break;
+                    case FD_FILTER_TYPICAL:
+                        n = fdi_typical(sv, sid, n, pv[w], 1, fw);
+                        break;
+                    case FD_FILTER_EPSILON:
+                        n = fdi_epsilon(sv, sid, n, pv[w], 1, fw);
+                        break;
+                    case FD_FILTER_ETA:
+                        n = fdi_eta(sv, sid, n, pv[w], 1, fw);
+                        break;
+                    default:
+                        n = fdi_top_n_sigma(sv, sid, n, pv[w], 1, fw);
+                        break;
+                    }
+                }
+                if (order && tf != 1.0f) {
+                    for (int64_t i = 0; i < n; i++) {
+                        sv[i] = sv[i] / tf;
+                    }
+                }
+                for (int k = 0; k < U; k++) {
+                    double u = k == 0 ? 0.0 : (k - 0.5) / (U - 1), lp = 0.0, rlp = 1.0;
+                    int64_t tok = -1;
+                    CHECK(sample1(x, V, &p, u, &tok, &lp, NULL) == FD_OK);
+                    int64_t ref = sid[ref_pick(sv, n, u, &rlp)];
+                    if (tok != ref || memcmp(&lp, &rlp, sizeof lp) != 0) {
+                        fprintf(stderr, "  direct path: isa %d shape %d cfg %d u %g: %lld / %lld\n",
+                                level, shape, cfg, u, (long long)tok, (long long)ref);
+                    }
+                    CHECK(tok == ref && memcmp(&lp, &rlp, sizeof lp) == 0);
+                }
+            }
+        }
+    }
+    fdi_set_isa(-1);
+}
+
 int main(void)
 {
     CHECK(fd_sample_workspace(8) <= sizeof wsbuf - 64);
@@ -632,5 +780,6 @@ int main(void)
     test_seed_is_uniform();
     test_batch_invariance();
     test_pick_long_rows();
+    test_direct_first_filter();
     CHECK_REPORT("test_sample");
 }
