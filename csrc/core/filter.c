@@ -119,7 +119,8 @@ int64_t fdi_top_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, 
     double target = p * z;
     int64_t na = 0, ne = 0;
     double wa = 0.0;
-    uint32_t T = fdi_linear_cut(v, L.w, n, 0, max, target, L.radix, &na, &wa, &ne);
+    uint32_t T = fdi_linear_cut(v, L.w, n, 0, max, target, fdi_top_p_dlim(n, z, target), L.radix,
+                                &na, &wa, &ne);
     /* Walk the tie group at T: a token is kept while the mass before it is < p. Equal logits are
      * walked by DESCENDING id: HF sorts ascending and removes a prefix of that order, and
      * torch.sort is stable on short rows (it is not beyond 16 elements, where HF's choice inside a
@@ -177,23 +178,48 @@ int64_t fdi_min_p(float *v, int32_t *id, int64_t n, double p, int64_t min_keep, 
     return j;
 }
 
+/* Hints for fdi_linear_cut (only its speed depends on them). Top-p: an element at distance
+ * d = max - z weighs about exp(-d), so beyond d = log(2n / (Z - target)) even all n elements weigh
+ * less than half the mass Z - target that the cut leaves out, and the walk crosses before. Typical:
+ * a score s > h means -log p = s + h, a weight Z exp(-s - h), so the same bound holds beyond
+ * log(2n Z / (Z - target)) - h (and beyond h). */
+float fdi_top_p_dlim(int64_t n, double z, double target)
+{
+    double rest = z - target;
+    if (!(rest > 0.0)) {
+        return INFINITY;
+    }
+    return (float)log(2.0 * (double)n / rest);
+}
+
+float fdi_typical_dlim(int64_t n, double z, double target, float h)
+{
+    double rest = z - target;
+    if (!(rest > 0.0)) {
+        return INFINITY;
+    }
+    double d = log(2.0 * (double)n * z / rest) - (double)h;
+    return (float)(d > (double)h ? d : (double)h);
+}
+
 /* The weights w = exp(z - max) (returns their sum Z) and the scores s = |-log p - H|, computed
  * as torch does: normalized = (z - max) - log(sum), p = exp(normalized), H = -nansum(normalized
  * * p), all float32 (the sum here is double, then rounded). */
-static double typical_scores(const float *v, int64_t n, float max, fws L)
+static double typical_scores(const float *v, int64_t n, float max, fws L, float *hp)
 {
     double z = fdi_weights(v, n, max, L.w);
     float lse = (float)log(z);
     for (int64_t i = 0; i < n; i++) {
-        L.s[i] = (v[i] - max) - lse;
+        L.s[i] = v[i] - max; /* normalized = L.s - lse, formed inside the next two kernels */
     }
     float *pr = (float *)L.radix; /* free until the select */
-    fdi_exp(L.s, n, 0.0f, pr);
-    double hsum = fdi_dot_pos(pr, L.s, n);
+    fdi_exp(L.s, n, lse, pr);
+    double hsum = fdi_ops()->dot_shift_pos(pr, L.s, n, lse);
     float h = (float)(-hsum);
     for (int64_t i = 0; i < n; i++) {
-        L.s[i] = fabsf(-L.s[i] - h);
+        L.s[i] = fabsf(-(L.s[i] - lse) - h);
     }
+    *hp = h;
     return z;
 }
 
@@ -207,9 +233,12 @@ int64_t fdi_typical(float *v, int32_t *id, int64_t n, double mass, int64_t min_k
     if (max == -INFINITY) {
         return n;
     }
-    double z = typical_scores(v, n, max, L);
+    float h = 0.0f;
+    double z = typical_scores(v, n, max, L, &h);
     int64_t na = 0, ne = 0;
-    uint32_t T = fdi_linear_cut(L.s, L.w, n, 1, 0.0f, mass * z, L.radix, &na, NULL, &ne);
+    double target = mass * z;
+    uint32_t T = fdi_linear_cut(L.s, L.w, n, 1, 0.0f, target, fdi_typical_dlim(n, z, target, h),
+                                L.radix, &na, NULL, &ne);
     if (na + ne >= min_keep) {
         return fdi_compact(v, id, L.s, n, 1, T, INT64_MAX);
     }
@@ -600,7 +629,8 @@ static int dense_top_p(const drow *R, double p, int64_t min_keep, fdi_keep *k)
     double target = p * z;
     int64_t na = 0, ne = 0;
     double wa = 0.0;
-    uint32_t T = fdi_linear_cut(R->x, R->L.w, V, 0, max, target, R->L.radix, &na, &wa, &ne);
+    uint32_t T = fdi_linear_cut(R->x, R->L.w, V, 0, max, target, fdi_top_p_dlim(V, z, target),
+                                R->L.radix, &na, &wa, &ne);
     float vt = fdi_key_value(T, 0);
     float wtf = 0.0f;
     if (max != -INFINITY) {
@@ -654,9 +684,12 @@ static int dense_typical(const drow *R, double mass, int64_t min_keep, fdi_keep 
         return 1;
     }
     fws L = R->L;
-    double z = typical_scores(R->x, V, R->max, L);
+    float h = 0.0f;
+    double z = typical_scores(R->x, V, R->max, L, &h);
     int64_t na = 0, ne = 0;
-    uint32_t T = fdi_linear_cut(L.s, L.w, V, 1, 0.0f, mass * z, L.radix, &na, NULL, &ne);
+    double target = mass * z;
+    uint32_t T = fdi_linear_cut(L.s, L.w, V, 1, 0.0f, target, fdi_typical_dlim(V, z, target, h),
+                                L.radix, &na, NULL, &ne);
     int64_t take = ne;
     if (na + ne < min_keep) { /* keep_prefix on the ascending walk of the scores */
         if (min_keep >= V) {

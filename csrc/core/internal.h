@@ -37,9 +37,9 @@ double fdi_sum_exp(const float *v, int64_t n, float max);
  * float order (invert = 1 complements them for ascending walks). A cut is the first key of the
  * descending walk whose cumulative count (w == NULL) or weight reaches target; the count and
  * weight strictly above it and the count equal to it are returned. fdi_linear_cut finds the same
- * cut through linear bins of the distance from `base`. fdi_compact keeps keys > T plus the first
- * take_eq keys == T (list order); fdi_compact_tail keeps keys > T plus all but the first skip_eq
- * keys == T. Both compact stably in place, reading the keys from src. */
+ * cut through linear bins of the distance from `base` (whatever its hint dlim). fdi_compact keeps
+ * keys > T plus the first take_eq keys == T (list order); fdi_compact_tail keeps keys > T plus all
+ * but the first skip_eq keys == T. Both compact stably in place, reading the keys from src. */
 size_t fdi_radix_workspace(int64_t n);
 double fdi_weights(const float *v, int64_t n, float max, float *w);
 double fdi_sum(const float *w, int64_t n);
@@ -48,7 +48,13 @@ void fdi_exp(const float *x, int64_t n, float shift, float *out);
 uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
                        void *ws, int64_t *n_above, double *w_above, int64_t *n_eq, int *found);
 uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, float base,
-                        double target, void *ws, int64_t *n_above, double *w_above, int64_t *n_eq);
+                        double target, float dlim, void *ws, int64_t *n_above, double *w_above,
+                        int64_t *n_eq);
+/* fdi_linear_cut's hints dlim (the distance beyond which the crossing is not expected; the cut
+ * does not depend on it): for a top-p walk of weights summing to z, and for a typical walk of
+ * entropy h (filter.c). */
+float fdi_top_p_dlim(int64_t n, double z, double target);
+float fdi_typical_dlim(int64_t n, double z, double target, float h);
 float fdi_key_value(uint32_t key, int invert);
 int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
                     int64_t take_eq);
@@ -130,12 +136,41 @@ typedef struct {
      * v <= y + i0, nothing unread is overwritten. Exact compares and data movement only. */
     int64_t (*gather_keep)(const fdi_keep *k, int all, const float *y, const float *w,
                            int64_t i0, int64_t n, float *v, int32_t *id, float *wv);
+    /* fdi_linear_cut's bins (select.c) of v[0..n): of d = v (invert) or base - v, fdi_lbin(d)
+     * where that lies in [lo, hi), else the junk slot FDI_LBINS + i % 64 */
+    void (*lbins)(const float *v, int64_t n, int invert, float base, uint32_t lo, uint32_t hi,
+                  uint32_t *bin);
+    /* returns the count of bin[i] < B; the elements with bin[i] == B, in order, to gk
+     * (fdi_key(v[i]) ^ flip) and gw (w[i]), *m their count. gk may be bin (position m <= i is
+     * written after position i is read). Compares and data movement only. */
+    int64_t (*bin_gather)(const uint32_t *bin, int64_t n, uint32_t B, const float *v,
+                          const float *w, uint32_t flip, uint32_t *gk, float *gw, int64_t *m);
 } fdi_isa_ops;
 const fdi_isa_ops *fdi_ops(void);
 int fdi_isa(void);
 int fdi_set_isa(int level);
 /* the scalar exp every copy reproduces */
 float fdi_expf1(float x);
+
+/* fdi_linear_cut's linear bin of a distance d >= 0 (+inf allowed): min(FDI_LBINS - 1,
+ * (int)(d * FDI_LSCALE)), monotone non-decreasing in d. Written without a branch so that it
+ * vectorizes (and exact: a scaling by a power of two, a compare and a truncation). */
+#define FDI_LBINS 2048
+#define FDI_LSCALE 128.0f /* linear bins per unit of the distance key: 2048 bins span [0, 16) */
+static inline uint32_t fdi_lbin(float d)
+{
+    float t = d * FDI_LSCALE;
+    uint32_t ut, ucap;
+    const float cap = (float)(FDI_LBINS - 1);
+    int c = t < cap;
+    memcpy(&ut, &t, sizeof ut);
+    memcpy(&ucap, &cap, sizeof ucap);
+    uint32_t m = -(uint32_t)c;
+    ut = (ut & m) | (ucap & ~m);
+    float f;
+    memcpy(&f, &ut, sizeof f);
+    return (uint32_t)(int32_t)f;
+}
 
 /* A float's radix key: unsigned order = float order, -0.0 merged into +0.0 (select.c). */
 static inline uint32_t fdi_key(float f)

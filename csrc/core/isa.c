@@ -14,7 +14,10 @@
  *               one C body compiled per ISA (compares, selects and lane sums in a fixed order are
  *               exact, so the compiler's vectorisation cannot change a bit);
  *   gather_keep the fused sampler's gather of the columns a keep rule keeps (the C body per ISA,
- *               plus an AVX-512 copy that packs 16 columns with vcompressps): data movement only.
+ *               plus an AVX-512 copy that packs 16 columns with vcompressps): data movement only;
+ *   lbins, bin_gather  the linear-bin pass of select.c's top-p / typical cut and its count-below
+ *               and gather of the crossing bin (one C body per ISA: a power-of-two scaling,
+ *               compares, truncation and data movement, exact on every path).
  *
  * Why one copy per ISA and not -march=native: wheels must run on plain x86-64, so the default
  * build is SSE2, and the AVX2 / AVX-512 copies are compiled with GCC's target attribute and picked
@@ -367,6 +370,80 @@ FDI_INLINE double dot_shift_pos_body(const float *w, const float *x, int64_t n, 
     return combine(acc);
 }
 
+/* fdi_linear_cut's bins (select.c), 64 at a time: the junk slot is the lane */
+FDI_INLINE uint32_t lbin_in(float d, uint32_t lo, uint32_t span, uint32_t junk)
+{
+    uint32_t b = fdi_lbin(d), m = -(uint32_t)(b - lo < span);
+    return (b & m) | (junk & ~m);
+}
+
+FDI_INLINE void lbins_body(const float *v, int64_t n, int invert, float base, uint32_t lo,
+                           uint32_t hi, uint32_t *bin)
+{
+    uint32_t span = hi - lo;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        if (invert) {
+            for (uint32_t k = 0; k < 64; k++) {
+                bin[i + k] = lbin_in(v[i + k], lo, span, FDI_LBINS + k);
+            }
+        }
+        else {
+            for (uint32_t k = 0; k < 64; k++) {
+                bin[i + k] = lbin_in(base - v[i + k], lo, span, FDI_LBINS + k);
+            }
+        }
+    }
+    for (; i < n; i++) {
+        bin[i] = lbin_in(invert ? v[i] : base - v[i], lo, span, FDI_LBINS + (uint32_t)(i & 63));
+    }
+}
+
+/* the count below B over 64 elements at a time (one reduction in 32-bit lanes), then the rare
+ * members of bin B 16 at a time, written branch-free (store always, advance by the flag) */
+FDI_INLINE int64_t bin_gather_body(const uint32_t *bin, int64_t n, uint32_t B, const float *v,
+                                   const float *w, uint32_t flip, uint32_t *gk, float *gw,
+                                   int64_t *mp)
+{
+    int64_t m = 0, cn = 0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint32_t any = 0, below = 0;
+        for (int k = 0; k < 64; k++) {
+            any |= (uint32_t)(bin[i + k] == B);
+            below += (uint32_t)(bin[i + k] < B);
+        }
+        cn += below;
+        if (!any) {
+            continue;
+        }
+        for (int k0 = 0; k0 < 64; k0 += 16) {
+            uint32_t any16 = 0;
+            for (int k = k0; k < k0 + 16; k++) {
+                any16 |= (uint32_t)(bin[i + k] == B);
+            }
+            if (!any16) {
+                continue;
+            }
+            for (int k = k0; k < k0 + 16; k++) {
+                int in = bin[i + k] == B;
+                gk[m] = fdi_key(v[i + k]) ^ flip;
+                gw[m] = w[i + k];
+                m += in;
+            }
+        }
+    }
+    for (; i < n; i++) {
+        int in = bin[i] == B;
+        cn += bin[i] < B;
+        gk[m] = fdi_key(v[i]) ^ flip;
+        gw[m] = w[i];
+        m += in;
+    }
+    *mp = m;
+    return cn;
+}
+
 #define FDI_SELECT_KERNELS(attr, sfx)                                                            \
     attr static void keep_f32_##sfx(const fdi_keep *k, const uint32_t *src, uint32_t *dst,      \
                                     int64_t n, uint32_t fill)                                    \
@@ -390,6 +467,17 @@ FDI_INLINE double dot_shift_pos_body(const float *w, const float *x, int64_t n, 
                                            float shift)                                          \
     {                                                                                            \
         return dot_shift_pos_body(w, x, n, shift);                                               \
+    }                                                                                            \
+    attr static void lbins_##sfx(const float *v, int64_t n, int invert, float base, uint32_t lo,  \
+                                 uint32_t hi, uint32_t *bin)                                     \
+    {                                                                                            \
+        lbins_body(v, n, invert, base, lo, hi, bin);                                             \
+    }                                                                                            \
+    attr static int64_t bin_gather_##sfx(const uint32_t *bin, int64_t n, uint32_t B,              \
+                                         const float *v, const float *w, uint32_t flip,          \
+                                         uint32_t *gk, float *gw, int64_t *m)                    \
+    {                                                                                            \
+        return bin_gather_body(bin, n, B, v, w, flip, gk, gw, m);                                \
     }                                                 
 
 FDI_SELECT_KERNELS(, portable)
@@ -769,7 +857,7 @@ FDI_AVX512 static int64_t gather_keep_avx512(const fdi_keep *k, int all, const f
     {                                                                                            \
         name, block_max_##sfx, exp_sum_##sfx, exp_##sfx, div_f32_##sfx, shift_div_##sfx,         \
             keep_f32_##sfx, count_in_##sfx, moments_##sfx, sq_dev_##sfx, dot_shift_pos_##sfx,    \
-            gather_keep_##sfx                                                                    \
+            gather_keep_##sfx, lbins_##sfx, bin_gather_##sfx                                    \
     }
 static const fdi_isa_ops ops_table[3] = {
     FDI_OPS("portable", portable),

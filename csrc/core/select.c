@@ -35,8 +35,10 @@
  * mapped to a distance d >= 0 (max - z for the descending walk of z, the score itself for the
  * ascending walk of typical), and d to bin min(2047, (int)(d * 128)), monotone in the walk, so the
  * bin masses find the crossing bin exactly; only that bin (a few hundred elements on a flat row)
- * is gathered and finished by the radix passes. Same result contract as fdi_radix_cut, which
- * remains the path for short lists, zero targets and walks that rounding keeps below the target.
+ * is gathered and finished by the radix passes. Elements beyond a caller's hint of where the
+ * crossing cannot lie are kept out of the bins unless the walk gets there (see fdi_linear_cut).
+ * Same result contract as fdi_radix_cut, which remains the path for short lists, zero targets and
+ * walks that rounding keeps below the target.
  *
  * Also here: the row primitives every filter shares. fdi_exp / fdi_weights / fdi_max call the
  * dispatched copies of isa.c (a branch-free Cephes expf, never libm's expf per element; sums in
@@ -54,9 +56,8 @@
 
 #define FDI_BINS 2048
 #define FDI_SMALL 64
-#define FDI_LBINS 2048
 #define FDI_LCOPIES 4
-#define FDI_LSCALE 128.0f /* linear bins per unit of the distance key: 2048 bins span [0, 16) */
+#define FDI_LSTRIDE (FDI_LBINS + 64) /* a histogram copy: the bins, then 64 junk slots */
 #define FDI_LMIN 2048     /* shorter lists go straight to the radix select */
 
 typedef struct {
@@ -67,12 +68,12 @@ typedef struct {
 } fdi_cut;
 
 /* Radix scratch (each part 64-byte aligned): uint32 gkey[n], float gw[n] (the gathered bucket),
- * uint32 hist count[2048], double hist weight[2048], double linear hist[4][2048]. */
+ * uint32 hist count[2048], double hist weight[2048], double linear hist[4][2048 + 64]. */
 size_t fdi_radix_workspace(int64_t n)
 {
     size_t un = n > 0 ? (size_t)n : 1;
     return 2 * fdi_align64(un * 4) + fdi_align64(FDI_BINS * 4) + fdi_align64(FDI_BINS * 8) +
-           fdi_align64(FDI_LCOPIES * FDI_LBINS * 8);
+           fdi_align64(FDI_LCOPIES * FDI_LSTRIDE * 8);
 }
 
 /* The filters' scratch: float w[n] and float s[n] (per-element weights and scores), then the
@@ -412,23 +413,6 @@ done:
     return c.key;
 }
 
-/* Linear bin of the distance key d >= 0 (+inf allowed): min(FDI_LBINS - 1, (int)(d * scale)),
- * monotone non-decreasing in d. The select is written without a branch so that it vectorizes. */
-static inline uint32_t lbin(float d)
-{
-    float t = d * FDI_LSCALE;
-    uint32_t ut, ucap;
-    const float cap = (float)(FDI_LBINS - 1);
-    int c = t < cap;
-    memcpy(&ut, &t, sizeof ut);
-    memcpy(&ucap, &cap, sizeof ucap);
-    uint32_t m = -(uint32_t)c;
-    ut = (ut & m) | (ucap & ~m);
-    float f;
-    memcpy(&f, &ut, sizeof f);
-    return (uint32_t)(int32_t)f;
-}
-
 /* Weight-mode radix cut over stored keys gk[0..m) (any top digits), starting from cn / cw. */
 static void finish_any(uint32_t *gk, float *gw, int64_t m, double target, int64_t cn, double cw,
                        uint32_t *hc, double *hw, fdi_cut *c)
@@ -451,6 +435,23 @@ static void finish_any(uint32_t *gk, float *gw, int64_t m, double target, int64_
     finish_bucket(gk, gw, m1, 1, target, cn, cw, b1, hc, hw, c);
 }
 
+/* Adds w[i] to bin bin[i] of copy i % 4 of the interleaved histogram lh (copies FDI_LSTRIDE
+ * apart, each in element order). */
+static void lhist(const uint32_t *bin, const float *w, int64_t n, double *lh)
+{
+    double *h0 = lh, *h1 = lh + FDI_LSTRIDE, *h2 = lh + 2 * FDI_LSTRIDE, *h3 = lh + 3 * FDI_LSTRIDE;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        h0[bin[i]] += (double)w[i];
+        h1[bin[i + 1]] += (double)w[i + 1];
+        h2[bin[i + 2]] += (double)w[i + 2];
+        h3[bin[i + 3]] += (double)w[i + 3];
+    }
+    for (; i < n; i++) {
+        lh[(i & 3) * FDI_LSTRIDE + bin[i]] += (double)w[i];
+    }
+}
+
 /* The weight-mode cut of fdi_radix_cut (same result contract, weights required), found through
  * linear bins of a distance key instead of the float-bit digits of pass 1. The key of the walk is
  * v (descending, invert = 0: distance d = base - v with base = max v) or the non-negative score v
@@ -463,9 +464,25 @@ static void finish_any(uint32_t *gk, float *gw, int64_t m, double target, int64_
  * hundred elements in the crossing bin, where the float-bit digits of a narrow value range left
  * tens of thousands for pass 2. Short lists, target <= 0 (the first element of the walk: the bin
  * walk cannot tell an empty bin from a zero-mass one) and a walk that rounding keeps below the
- * target go to fdi_radix_cut. */
+ * target go to fdi_radix_cut.
+ *
+ * The far tail. The walk stops at the crossing and never reads a bin beyond it, so the caller
+ * passes a distance dlim beyond which it expects the crossing not to lie (top-p: where even n
+ * elements could not hold half the mass left out; a hint only, any value -- NaN, inf -- gives the
+ * same result). An element whose bin is K = bin(dlim) + 1 or beyond is added to one of 64 junk
+ * slots after its copy's bins (slot i % 64) instead of its bin; a walk that reaches K without
+ * crossing adds the far elements to their bins in a second pass (same copies, same element order:
+ * the bins' sums are bit for bit those of a single pass), stores the true bins again and goes on.
+ * The bin masses that the walk reads, the crossing bin, the mass and the count above it are
+ * therefore always those of the full histogram (a junk slot is above every bin < K, so the count
+ * and gather of a crossing bin < K are unchanged). On a peaked row 80% of the elements sit in the
+ * last bin, where their additions formed one chain of dependent adds per copy; the junk slots
+ * spread them over 64 independent ones. The bin pass and the count-and-gather pass are the
+ * dispatched lbins / bin_gather kernels of isa.c (compares and data movement: every ISA gives the
+ * same bins). */
 uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, float base,
-                        double target, void *ws, int64_t *n_above, double *w_above, int64_t *n_eq)
+                        double target, float dlim, void *ws, int64_t *n_above, double *w_above,
+                        int64_t *n_eq)
 {
     if (n < FDI_LMIN || !(target > 0.0) || (!invert && base == -INFINITY)) {
         return fdi_radix_cut(v, w, n, invert, target, ws, n_above, w_above, n_eq, NULL);
@@ -479,34 +496,26 @@ uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, f
     double *lh = (double *)((char *)hw + fdi_align64(FDI_BINS * 8));
     uint32_t flip = invert ? 0xffffffffu : 0u;
 
-    /* the bins, in one vectorisable pass, into gk (the gather below overwrites them in place:
-     * it writes position m <= i after reading position i) */
+    /* the bins below K = bin(dlim) + 1 (the far ones to junk slots), into gk (the gather below
+     * overwrites them in place: it writes position m <= i after reading position i) */
     uint32_t *bin = gk;
-    if (invert) {
-        for (int64_t i = 0; i < n; i++) {
-            bin[i] = lbin(v[i]);
-        }
+    uint32_t K = FDI_LBINS;
+    if (dlim >= 0.0f) { /* false for NaN */
+        K = fdi_lbin(dlim) + 1;
     }
-    else {
-        for (int64_t i = 0; i < n; i++) {
-            bin[i] = lbin(base - v[i]);
-        }
-    }
-    memset(lh, 0, FDI_LCOPIES * FDI_LBINS * sizeof *lh);
-    double *h0 = lh, *h1 = lh + FDI_LBINS, *h2 = lh + 2 * FDI_LBINS, *h3 = lh + 3 * FDI_LBINS;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        h0[bin[i]] += (double)w[i];
-        h1[bin[i + 1]] += (double)w[i + 1];
-        h2[bin[i + 2]] += (double)w[i + 2];
-        h3[bin[i + 3]] += (double)w[i + 3];
-    }
-    for (; i < n; i++) {
-        lh[(i & 3) * FDI_LBINS + bin[i]] += (double)w[i];
-    }
+    const fdi_isa_ops *ops = fdi_ops();
+    ops->lbins(v, n, invert, base, 0, K, bin);
+    memset(lh, 0, FDI_LCOPIES * FDI_LSTRIDE * sizeof *lh);
+    lhist(bin, w, n, lh);
+    double *h0 = lh, *h1 = lh + FDI_LSTRIDE, *h2 = lh + 2 * FDI_LSTRIDE, *h3 = lh + 3 * FDI_LSTRIDE;
     double cw = 0.0;
     int64_t bc = -1;
     for (int64_t b = 0; b < FDI_LBINS; b++) {
+        if (b == (int64_t)K) { /* the walk goes on beyond the hint: the far bins, then all bins */
+            ops->lbins(v, n, invert, base, K, FDI_LBINS, bin);
+            lhist(bin, w, n, lh);
+            ops->lbins(v, n, invert, base, 0, FDI_LBINS, bin);
+        }
         double bw = (h0[b] + h1[b]) + (h2[b] + h3[b]);
         if (cw + bw >= target) {
             bc = b;
@@ -519,34 +528,8 @@ uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, f
     }
 
     /* gather the crossing bin (keys and weights) and count the elements before it */
-    uint32_t B = (uint32_t)bc;
-    int64_t m = 0, cn = 0;
-    i = 0;
-    for (; i + 16 <= n; i += 16) {
-        uint32_t any = 0;
-        int64_t below = 0;
-        for (int k = 0; k < 16; k++) {
-            any |= (uint32_t)(bin[i + k] == B);
-            below += bin[i + k] < B;
-        }
-        cn += below;
-        if (!any) {
-            continue;
-        }
-        for (int k = 0; k < 16; k++) {
-            int in = bin[i + k] == B;
-            gk[m] = fdi_key(v[i + k]) ^ flip;
-            gw[m] = w[i + k];
-            m += in;
-        }
-    }
-    for (; i < n; i++) {
-        int in = bin[i] == B;
-        cn += bin[i] < B;
-        gk[m] = fdi_key(v[i]) ^ flip;
-        gw[m] = w[i];
-        m += in;
-    }
+    int64_t m = 0;
+    int64_t cn = ops->bin_gather(bin, n, (uint32_t)bc, v, w, flip, gk, gw, &m);
     fdi_cut c;
     memset(&c, 0, sizeof c);
     finish_any(gk, gw, m, target, cn, cw, hc, hw, &c);

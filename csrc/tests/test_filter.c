@@ -613,7 +613,8 @@ double fdi_weights(const float *v, int64_t n, float max, float *w);
 uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
                        void *ws, int64_t *n_above, double *w_above, int64_t *n_eq, int *found);
 uint32_t fdi_linear_cut(const float *v, const float *w, int64_t n, int invert, float base,
-                        double target, void *ws, int64_t *n_above, double *w_above, int64_t *n_eq);
+                        double target, float dlim, void *ws, int64_t *n_above, double *w_above,
+                        int64_t *n_eq);
 int64_t fdi_compact(float *v, int32_t *id, const float *src, int64_t n, int invert, uint32_t T,
                     int64_t take_eq);
 
@@ -655,9 +656,21 @@ static void test_linear_cut(void)
                         uint32_t k0 = fdi_radix_cut(src, w, n, inv, fr[fi] * z, ws, &na0, &wa0,
                                                     &ne0, NULL);
                         uint32_t k1 = fdi_linear_cut(src, w, n, inv, inv ? 0.0f : max,
-                                                     fr[fi] * z, ws, &na1, &wa1, &ne1);
+                                                     fr[fi] * z, INFINITY, ws, &na1, &wa1, &ne1);
                         int same = k0 == k1 && na0 == na1 && ne0 == ne1 &&
                                    fabs(wa0 - wa1) <= 1e-12 * z;
+                        /* the far-tail hint changes nothing, wherever the crossing lies */
+                        static const float dl[] = {0.0f, 0.5f, 1.0f, 3.0f, 8.0f, 15.99f,
+                                                   16.0f, 100.0f, -1.0f, NAN};
+                        for (size_t di = 0; di < sizeof dl / sizeof dl[0]; di++) {
+                            int64_t na2 = 0, ne2 = 0;
+                            double wa2 = 0;
+                            uint32_t k2 = fdi_linear_cut(src, w, n, inv, inv ? 0.0f : max,
+                                                         fr[fi] * z, dl[di], ws, &na2, &wa2,
+                                                         &ne2);
+                            same &= k1 == k2 && na1 == na2 && ne1 == ne2 &&
+                                    memcmp(&wa1, &wa2, sizeof wa1) == 0;
+                        }
                         if (!same) {
                             diffs++;
                             fprintf(stderr,

@@ -252,6 +252,82 @@ static void test_select_kernels(void)
 }
 
 /* every dense filter gives the same bits on every ISA level (in place and not, min_keep 1 / 5) */
+/* the linear-bin pass and the crossing-bin gather of select.c's top-p / typical cut: every copy
+ * gives the portable bins, counts and gathered pairs (both walks, junk ranges, in place) */
+static void test_bin_kernels(void)
+{
+    int best = fdi_set_isa(-1);
+    const int64_t lens[] = {0, 1, 63, 64, 65, 130, 1000, 4097, 40000};
+    const int64_t nl = (int64_t)(sizeof lens / sizeof lens[0]);
+    int64_t N = 40000;
+    float *x = malloc((size_t)N * 4), *s = malloc((size_t)N * 4), *w = malloc((size_t)N * 4);
+    uint32_t *b0 = malloc((size_t)N * 4), *b1 = malloc((size_t)N * 4);
+    uint32_t *g0 = malloc((size_t)N * 4), *g1 = malloc((size_t)N * 4);
+    float *gw0 = malloc((size_t)N * 4), *gw1 = malloc((size_t)N * 4);
+    const uint32_t ranges[][2] = {{0, FDI_LBINS}, {0, 1}, {0, 700}, {700, FDI_LBINS}, {2047, 2048}};
+    for (int64_t li = 0; li < nl; li++) {
+        int64_t n = lens[li];
+        for (int kind = 0; kind < 6; kind++) {
+            fill_row(x, n, kind);
+            float m = fdi_max(x, n);
+            float base = m == -INFINITY ? 0.0f : m;
+            fdi_exp(x, n, base, w);
+            for (int64_t i = 0; i < n; i++) {
+                s[i] = fabsf(x[i] - 0.25f) * 3.0f; /* +inf where x is -inf */
+            }
+            for (int inv = 0; inv < 2; inv++) {
+                const float *v = inv ? s : x;
+                for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+                    fdi_set_isa(FDI_ISA_PORTABLE);
+                    const fdi_isa_ops *P = fdi_ops();
+                    P->lbins(v, n, inv, base, ranges[r][0], ranges[r][1], b0);
+                    for (int64_t i = 0; i < n; i++) { /* against the definition */
+                        uint32_t b = fdi_lbin(inv ? v[i] : base - v[i]);
+                        int in = b >= ranges[r][0] && b < ranges[r][1];
+                        CHECK(b0[i] == (in ? b : FDI_LBINS + (uint32_t)(i % 64)));
+                    }
+                    uint32_t B = n ? b0[rnd() % (uint64_t)n] : 5;
+                    int64_t m0 = 0, m1 = 0;
+                    memcpy(g0, b0, (size_t)n * 4);
+                    int64_t c0 = P->bin_gather(g0, n, B, v, w, inv ? 0xffffffffu : 0u, g0, gw0,
+                                               &m0);
+                    int64_t cb = 0, mb = 0;
+                    uint32_t flip = inv ? 0xffffffffu : 0u;
+                    for (int64_t i = 0; i < n; i++) {
+                        cb += b0[i] < B;
+                        if (b0[i] == B) {
+                            CHECK(mb < m0 && g0[mb] == (fdi_key(v[i]) ^ flip) &&
+                                  same_bits(&gw0[mb], &w[i], 4));
+                            mb++;
+                        }
+                    }
+                    CHECK(c0 == cb && m0 == mb);
+                    for (int level = FDI_ISA_AVX2; level <= best; level++) {
+                        fdi_set_isa(level);
+                        const fdi_isa_ops *O = fdi_ops();
+                        O->lbins(v, n, inv, base, ranges[r][0], ranges[r][1], b1);
+                        CHECK(same_bits(b0, b1, (size_t)n * 4));
+                        int64_t c1 = O->bin_gather(b1, n, B, v, w, inv ? 0xffffffffu : 0u, b1,
+                                                   gw1, &m1);
+                        CHECK(c1 == c0 && m1 == m0 && same_bits(g0, b1, (size_t)m0 * 4) &&
+                              same_bits(gw0, gw1, (size_t)m0 * 4));
+                    }
+                }
+            }
+        }
+    }
+    fdi_set_isa(-1);
+    free(x);
+    free(s);
+    free(w);
+    free(b0);
+    free(b1);
+    free(g0);
+    free(g1);
+    free(gw0);
+    free(gw1);
+}
+
 static void test_public_filters(void)
 {
     int best = fdi_set_isa(-1);
@@ -400,6 +476,7 @@ int main(void)
     test_block_topk();
     test_public();
     test_select_kernels();
+    test_bin_kernels();
     test_public_filters();
     printf("isa levels tested: portable..%s\n", fdi_ops()->name);
     CHECK_REPORT("test_isa");
