@@ -263,21 +263,6 @@ static int64_t keep_prob_or_top(float *v, int32_t *id, const float *w, int64_t n
     return j;
 }
 
-int64_t fdi_epsilon(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, void *ws)
-{
-    if (n <= 0 || eps <= 0.0) {
-        return n;
-    }
-    float max = fdi_max(v, n);
-    if (max == -INFINITY) {
-        return n;
-    }
-    fws L = layout(ws, n);
-    double z = fdi_weights(v, n, max, L.w);
-    float zk = kth_largest(v, n, min_keep < n ? min_keep : n, max, L.radix);
-    return keep_prob_or_top(v, id, L.w, n, z, (float)eps, zk);
-}
-
 /* H = log Z - sum(w d) / Z with w = exp(d), d = z - max (-inf terms skipped), and
  * eta = min(eps, sqrt(eps) exp(-H)) in float32 (torch: epsilon is a float32 tensor). The weights
  * go to w and Z to *z: one exp + sum pass and one dot pass, the same bits as exp, sum and dot
@@ -293,7 +278,10 @@ static float eta_threshold(const float *v, int64_t n, float max, double eps, flo
     return epsf < cand ? epsf : cand;
 }
 
-int64_t fdi_eta(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, void *ws)
+/* Epsilon and eta: remove p < threshold unless z >= the min_keep-th largest; the threshold is
+ * (float)eps, or eta's entropy-scaled one. */
+static int64_t prob_cutoff(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep,
+                           void *ws, int eta)
 {
     if (n <= 0 || eps <= 0.0) {
         return n;
@@ -304,9 +292,26 @@ int64_t fdi_eta(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, 
     }
     fws L = layout(ws, n);
     double z = 0.0;
-    float eta = eta_threshold(v, n, max, eps, L.w, &z);
+    float thr;
+    if (eta) {
+        thr = eta_threshold(v, n, max, eps, L.w, &z);
+    }
+    else {
+        z = fdi_weights(v, n, max, L.w);
+        thr = (float)eps;
+    }
     float zk = kth_largest(v, n, min_keep < n ? min_keep : n, max, L.radix);
-    return keep_prob_or_top(v, id, L.w, n, z, eta, zk);
+    return keep_prob_or_top(v, id, L.w, n, z, thr, zk);
+}
+
+int64_t fdi_epsilon(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, void *ws)
+{
+    return prob_cutoff(v, id, n, eps, min_keep, ws, 0);
+}
+
+int64_t fdi_eta(float *v, int32_t *id, int64_t n, double eps, int64_t min_keep, void *ws)
+{
+    return prob_cutoff(v, id, n, eps, min_keep, ws, 1);
 }
 
 /* Rounds a double to the nearest float below / above it. */
