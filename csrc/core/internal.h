@@ -30,8 +30,6 @@ int fdi_argmax_check(const float *x, int64_t n, float *max, int64_t *arg);
 /* Top-k candidates of x by its 64-element block maxima bm (select.c); -1 if not applicable. */
 int64_t fdi_block_candidates(const float *x, int64_t n, const float *bm, int64_t k, float t_div,
                              float *v, int32_t *id, void *radix);
-/* sum exp(v - max) in double; -inf entries add 0. */
-double fdi_sum_exp(const float *v, int64_t n, float max);
 
 /* Selection primitives (select.c). Keys: a float maps to a uint32 whose unsigned order is the
  * float order (invert = 1 complements them for ascending walks). A cut is the first key of the
@@ -183,6 +181,28 @@ static inline uint32_t fdi_key(float f)
 
 #define FDI_BLOCK 64
 static inline int64_t fdi_n_blocks(int64_t n) { return (n + FDI_BLOCK - 1) / FDI_BLOCK; }
+
+/* Branch-free selects (c ? a : b): GCC does not if-convert float ternaries under the default
+ * -ftrapping-math, and a branch stops a loop from vectorizing. */
+static inline float fdi_fsel(int c, float a, float b)
+{
+    uint32_t ua, ub, m = -(uint32_t)(c != 0);
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
+
+static inline double fdi_dsel(int c, double a, double b)
+{
+    uint64_t ua, ub, m = -(uint64_t)(c != 0);
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
 
 static inline size_t fdi_align64(size_t n) { return (n + 63) & ~(size_t)63; }
 

@@ -33,8 +33,9 @@
  * same bits.
  *
  * Every path gives bitwise-identical results, which the tests check:
- *   - exp is select.c's Cephes expf evaluated operation for operation in the same order, with no
- *     FMA (-ffp-contract=off semantics: a fused multiply-add rounds once and would change bits);
+ *   - exp is the Cephes expf below (vexpf), evaluated operation for operation in the same order,
+ *     with no FMA (-ffp-contract=off semantics: a fused multiply-add rounds once and would change
+ *     bits);
  *   - sums are double with 8 lanes, element i in lane i % 8 (a tail of < 8 elements in lane 0),
  *     combined ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)): AVX-512 keeps the 8 lanes in one
  *     register, AVX2 in two, the portable copy in an array;
@@ -62,22 +63,17 @@
  * Portable copy (also the reference the other copies are tested against).
  * --------------------------------------------------------------------------------------------- */
 
-static inline float fsel(int c, float a, float b)
-{
-    uint32_t ua, ub, m = -(uint32_t)(c != 0);
-    memcpy(&ua, &a, sizeof ua);
-    memcpy(&ub, &b, sizeof ub);
-    ua = (ua & m) | (ub & ~m);
-    memcpy(&a, &ua, sizeof a);
-    return a;
-}
-
-/* select.c's vexpf (Cephes expf): see the comment there. */
+/* exp(x) in float32, written so that loops over it vectorize (no libm call, no branch): Cephes
+ * expf. x = k ln2 + r with |r| <= ln2 / 2 (k rounded with the 1.5 * 2^23 trick, ln2 split in two
+ * for an exact reduction), e^r by a degree-7 polynomial, 2^k put in the exponent field. Error
+ * ~1 ulp against the correctly rounded value. x < -87.3 (near FLT_MIN) gives 0, -inf included, so
+ * a weight is never subnormal; x is clamped at 88 (callers pass x <= 0). Every ISA copy below
+ * evaluates it operation for operation in this order. */
 static inline float vexpf(float x)
 {
     const float magic = 12582912.0f;
-    float xc = fsel(x > -87.3f, x, -87.3f);
-    xc = fsel(xc < 88.0f, xc, 88.0f);
+    float xc = fdi_fsel(x > -87.3f, x, -87.3f);
+    xc = fdi_fsel(xc < 88.0f, xc, 88.0f);
     float t = xc * 1.44269504088896341f + magic;
     float kf = t - magic;
     float r = xc - kf * 0.693359375f;
@@ -93,7 +89,7 @@ static inline float vexpf(float x)
     uint32_t bits = (uint32_t)(k + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return fsel(x > -87.3f, p * scale, 0.0f);
+    return fdi_fsel(x > -87.3f, p * scale, 0.0f);
 }
 
 float fdi_expf1(float x) { return vexpf(x); }
@@ -138,7 +134,7 @@ static inline float max64(const float *p, int64_t len, int *bad)
     if (len == 64) {
         for (int i = 0; i < 64; i += 8) {
             for (int j = 0; j < 8; j++) {
-                m[j] = fsel(p[i + j] > m[j], p[i + j], m[j]);
+                m[j] = fdi_fsel(p[i + j] > m[j], p[i + j], m[j]);
             }
         }
         for (int i = 0; i < 64; i++) {
@@ -148,12 +144,12 @@ static inline float max64(const float *p, int64_t len, int *bad)
 #endif
     else {
         for (int64_t i = 0; i < len; i++) {
-            m[0] = fsel(p[i] > m[0], p[i], m[0]);
+            m[0] = fdi_fsel(p[i] > m[0], p[i], m[0]);
             nan |= p[i] != p[i];
         }
     }
     for (int j = 1; j < 8; j++) {
-        m[0] = fsel(m[j] > m[0], m[j], m[0]);
+        m[0] = fdi_fsel(m[j] > m[0], m[j], m[0]);
     }
     *bad |= nan | (m[0] == INFINITY);
     return m[0] + 0.0f;
@@ -285,16 +281,6 @@ FDI_INLINE int64_t gather_keep_body(const fdi_keep *k, int all, const float *y, 
     return j;
 }
 
-static inline double dsel(int c, double a, double b)
-{
-    uint64_t ua, ub, m = -(uint64_t)(c != 0);
-    memcpy(&ua, &a, sizeof ua);
-    memcpy(&ub, &b, sizeof ub);
-    ua = (ua & m) | (ub & ~m);
-    memcpy(&a, &ua, sizeof a);
-    return a;
-}
-
 /* 32 lanes (four vector registers of AVX-512, so that the additions are not one dependent
  * chain), combined pairwise in a fixed order. top-n-sigma only bounds the error of these sums
  * (filter.c), any fixed order would do. */
@@ -316,18 +302,18 @@ FDI_INLINE void moments_body(const float *x, int64_t n, double *sum, double *asu
     for (; i + FDI_SLANES <= n; i += FDI_SLANES) {
         for (int l = 0; l < FDI_SLANES; l++) {
             double d = (double)x[i + l];
-            double f = dsel(x[i + l] != -INFINITY, 1.0, 0.0);
-            double dd = dsel(x[i + l] != -INFINITY, d, 0.0);
+            double f = fdi_dsel(x[i + l] != -INFINITY, 1.0, 0.0);
+            double dd = fdi_dsel(x[i + l] != -INFINITY, d, 0.0);
             s[l] += dd;
             a[l] += fabs(dd);
             c[l] += f; /* counts in double: exact below 2^53 */
         }
     }
     for (; i < n; i++) {
-        double dd = dsel(x[i] != -INFINITY, (double)x[i], 0.0);
+        double dd = fdi_dsel(x[i] != -INFINITY, (double)x[i], 0.0);
         s[0] += dd;
         a[0] += fabs(dd);
-        c[0] += dsel(x[i] != -INFINITY, 1.0, 0.0);
+        c[0] += fdi_dsel(x[i] != -INFINITY, 1.0, 0.0);
     }
     *sum = combine32(s);
     *asum = combine32(a);
@@ -341,12 +327,12 @@ FDI_INLINE double sq_dev_body(const float *x, int64_t n, double mean)
     for (; i + FDI_SLANES <= n; i += FDI_SLANES) {
         for (int l = 0; l < FDI_SLANES; l++) {
             double d = (double)x[i + l] - mean;
-            s[l] += dsel(x[i + l] != -INFINITY, d * d, 0.0);
+            s[l] += fdi_dsel(x[i + l] != -INFINITY, d * d, 0.0);
         }
     }
     for (; i < n; i++) {
         double d = (double)x[i] - mean;
-        s[0] += dsel(x[i] != -INFINITY, d * d, 0.0);
+        s[0] += fdi_dsel(x[i] != -INFINITY, d * d, 0.0);
     }
     return combine32(s);
 }
@@ -360,12 +346,12 @@ FDI_INLINE double dot_shift_pos_body(const float *w, const float *x, int64_t n, 
     for (; i + 8 <= n; i += 8) {
         for (int l = 0; l < 8; l++) {
             float d = x[i + l] - shift;
-            acc[l] += dsel(w[i + l] > 0.0f, (double)w[i + l] * (double)d, 0.0);
+            acc[l] += fdi_dsel(w[i + l] > 0.0f, (double)w[i + l] * (double)d, 0.0);
         }
     }
     for (; i < n; i++) {
         float d = x[i] - shift;
-        acc[0] += dsel(w[i] > 0.0f, (double)w[i] * (double)d, 0.0);
+        acc[0] += fdi_dsel(w[i] > 0.0f, (double)w[i] * (double)d, 0.0);
     }
     return combine(acc);
 }
@@ -504,7 +490,7 @@ static int recip_ok(double b) { return b >= 0x1p-1000 && b <= 0x1p1000; }
 FDI_AVX2 static inline __m256 exp8(__m256 x)
 {
     const __m256 lo = _mm256_set1_ps(-87.3f), magic = _mm256_set1_ps(12582912.0f);
-    __m256 xc = _mm256_max_ps(x, lo); /* x > lo ? x : lo, as fsel */
+    __m256 xc = _mm256_max_ps(x, lo); /* x > lo ? x : lo, as fdi_fsel */
     xc = _mm256_min_ps(xc, _mm256_set1_ps(88.0f));
     __m256 t = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), magic);
     __m256 kf = _mm256_sub_ps(t, magic);

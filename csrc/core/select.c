@@ -84,18 +84,6 @@ size_t fdi_workspace(int64_t n)
     return 2 * fdi_align64(un * 4) + fdi_radix_workspace(n);
 }
 
-/* Branch-free select: GCC does not if-convert float ternaries under the default
- * -ftrapping-math, and a branch stops a loop from vectorizing. */
-static inline double dsel(int c, double a, double b)
-{
-    uint64_t ua, ub, m = -(uint64_t)(c != 0);
-    memcpy(&ua, &a, sizeof ua);
-    memcpy(&ub, &b, sizeof ub);
-    ua = (ua & m) | (ub & ~m);
-    memcpy(&a, &ua, sizeof a);
-    return a;
-}
-
 /* Max by the dispatched block-max kernel (isa.c), 64 blocks at a time on the stack; max is exact,
  * so the result does not depend on the grouping (a zero maximum is +0). */
 float fdi_max(const float *v, int64_t n)
@@ -145,11 +133,11 @@ double fdi_dot_pos(const float *w, const float *d, int64_t n)
     int64_t i = 0;
     for (; i + FDI_LANES <= n; i += FDI_LANES) {
         for (int j = 0; j < FDI_LANES; j++) {
-            acc[j] += dsel(w[i + j] > 0.0f, (double)w[i + j] * (double)d[i + j], 0.0);
+            acc[j] += fdi_dsel(w[i + j] > 0.0f, (double)w[i + j] * (double)d[i + j], 0.0);
         }
     }
     for (; i < n; i++) {
-        acc[0] += dsel(w[i] > 0.0f, (double)w[i] * (double)d[i], 0.0);
+        acc[0] += fdi_dsel(w[i] > 0.0f, (double)w[i] * (double)d[i], 0.0);
     }
     return combine(acc);
 }
@@ -170,22 +158,6 @@ double fdi_weights(const float *v, int64_t n, float max, float *w)
         return 0.0;
     }
     return fdi_ops()->exp_sum(v, n, max, w);
-}
-
-/* sum exp(v - max) in double: exp in 256-element blocks on the stack, then the lane sum over each
- * block in turn (a fixed order: the same bits for the same row). */
-double fdi_sum_exp(const float *v, int64_t n, float max)
-{
-    if (max == -INFINITY) {
-        return 0.0;
-    }
-    const fdi_isa_ops *ops = fdi_ops();
-    double z = 0.0;
-    for (int64_t i = 0; i < n; i += 256) {
-        int64_t m = n - i < 256 ? n - i : 256;
-        z += ops->exp_sum(v + i, m, max, NULL);
-    }
-    return z;
 }
 
 /* Sorts m (key, weight) pairs by descending key (stable) and finds the cut among them, starting

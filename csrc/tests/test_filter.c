@@ -749,7 +749,9 @@ static void test_candidates(void)
     CHECK(fdi_max(v, 0) == NINF);
     float m[5] = {NINF, -1, 7, 2, 7};
     CHECK(fdi_max(m, 5) == 7.0f);
-    CHECK_NEAR(fdi_sum_exp(m, 5, 7.0f), 2.0 + exp(-5.0) + exp(-8.0), 1e-6);
+    float wm[5];
+    CHECK_NEAR(fdi_weights(m, 5, 7.0f, wm), 2.0 + exp(-5.0) + exp(-8.0), 1e-6);
+    CHECK(wm[0] == 0.0f && wm[2] == 1.0f && wm[4] == 1.0f);
     free(ws);
 }
 
