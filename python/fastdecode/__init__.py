@@ -33,11 +33,15 @@ from .ops import (
     varentropy,
 )
 from .processors import Sampler
+from .generate import GenerateResult, GenerationStream, StreamEvent, generate, stream
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GIL_MINSIZE",
+    "GenerateResult",
+    "GenerationStream",
+    "StreamEvent",
     "Sampler",
     "allowed_tokens",
     "allowed_tokens_bitmask",
@@ -46,6 +50,7 @@ __all__ = [
     "entropy",
     "epsilon_cutoff",
     "eta_cutoff",
+    "generate",
     "get_num_threads",
     "log_softmax",
     "logit_bias",
@@ -57,6 +62,7 @@ __all__ = [
     "sample",
     "set_num_threads",
     "softmax",
+    "stream",
     "suppress_tokens",
     "top_k",
     "top_n_sigma",

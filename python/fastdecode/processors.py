@@ -175,6 +175,46 @@ class Sampler:
             ops.allowed_tokens(x, c["allowed_token_ids"], out=x)
         return x
 
+    def final_logits(self, logits: Any, input_ids: Any = None, *, prompt_lengths: Any = None,
+                     lengths: Any = None, dtype: str | None = None) -> np.ndarray:
+        """The logits of the exact distribution :meth:`__call__` draws from.
+
+        Penalties, then temperature and the filters in the configured order (removed tokens are
+        -inf); ``softmax`` of the result is the sampling distribution. A temperature-0 row becomes
+        the one-hot of its first maximum (0 there, -inf elsewhere). Used for "processed" logprobs.
+        """
+        lg = as_logits(logits, dtype=dtype)
+        c = self._cfg
+        x = self._process(lg, input_ids, prompt_lengths, lengths) if self.edits_logits else _to_work_array(lg)
+        B = x.shape[0]
+        t = np.broadcast_to(row_param(c["temperature"], B, "temperature", lo=0.0, hi=math.inf, hi_open=True), (B,))
+        greedy = t == 0
+        first = ops.argmax(x) if greedy.any() else None
+
+        def temper():
+            tt = np.where(greedy, 1.0, t).astype(x.dtype)
+            np.divide(x, tt[:, None], out=x)
+
+        chain = [("top_n_sigma", ops.top_n_sigma, 0.0), ("top_k", ops.top_k, 0), ("top_p", ops.top_p, 1.0),
+                 ("min_p", ops.min_p, 0.0), ("typical_p", ops.typical_p, 1.0),
+                 ("epsilon_cutoff", ops.epsilon_cutoff, 0.0), ("eta_cutoff", ops.eta_cutoff, 0.0)]
+        if c["order"] in ("hf", "vllm"):
+            temper()
+        else:
+            chain = [chain[0], chain[1], chain[4], chain[2], chain[3], chain[5], chain[6]]
+        for name, fn, off in chain:
+            v = np.asarray(c[name])
+            active = (v > 0) if name == "top_n_sigma" else (v != off)
+            if np.any(active):
+                fn(x, v, out=x)
+        if c["order"] not in ("hf", "vllm"):
+            temper()
+        if first is not None:
+            rows = np.flatnonzero(greedy)
+            x[rows] = -np.inf
+            x[rows, np.asarray(first)[rows]] = 0.0
+        return x
+
     def __call__(self, logits: Any, input_ids: Any = None, position: Any = None, *,
                  prompt_lengths: Any = None, lengths: Any = None, seed: Any = None,
                  return_logprobs: bool = False, dtype: str | None = None) -> Any:
