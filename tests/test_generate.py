@@ -505,3 +505,47 @@ def test_models_returning_garbage_raise_model_output_error():
         fd.generate(BadSession(_table(0)), [[1]], max_new_tokens=3)
     with pytest.raises(TypeError, match="callable"):
         fd.generate(42, [[1]], max_new_tokens=3)
+
+
+# -- the built-in models --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("form", ["session", "callable"])
+def test_greedy_on_builtin_models_equals_argmax_loop(form):
+    from fastdecode.models import NGramModel, char_model
+
+    cm = char_model()
+    cases = [(NGramModel(vocab_size=50, order=3, seed=3), [[1, 2, 3], [7], [4, 4, 4, 4]], 20),
+             (cm, [cm.encode("Alice was "), cm.encode("The "), cm.encode("D")], 40)]
+    for m, prompts, n in cases:
+        model = m if form == "session" else (lambda ids, m=m: m(ids))
+        r = fd.generate(model, prompts, max_new_tokens=n)
+        for b, p in enumerate(prompts):
+            s = list(p)
+            for _ in range(n):
+                s.append(int(np.argmax(m(np.array([s]))[0, -1])))
+            assert r.sequence(b).tolist() == s
+
+
+def test_char_model_text_generation_with_stop_string():
+    from fastdecode.models import char_model
+
+    m = char_model()
+    prompt = m.encode("Alice was ")
+    full = fd.generate(m, [prompt], max_new_tokens=80, decode=m.decode).texts[0]
+    i = full.find("sister")
+    assert i > 0
+    r = fd.generate(m, [prompt], max_new_tokens=80, decode=m.decode, stop=["sister"])
+    assert r.texts == [full[:i]] and r.finish_reasons == ["stop"]
+    assert m.decode(r.new_tokens(0)) == full[:i]  # one char per token: the cut is exact
+    st = fd.stream(m, [prompt], max_new_tokens=80, decode=m.decode, stop=["sister"])
+    assert "".join(st.text()) == full[:i]
+    # sampling ends at EOS for some seeds; every row is padded after its end
+    smp = fd.Sampler(temperature=1.0)
+    r = fd.generate(m, [prompt] * 8, max_new_tokens=300, sampler=smp, seed=np.arange(8),
+                    eos_token_id=m.eos_token_id, decode=m.decode)
+    for b in range(8):
+        assert (r.sequences[b, r.lengths[b]:] == m.eos_token_id).all()
+        if r.finish_reasons[b] == "eos":
+            assert r.sequence(b)[-1] == m.eos_token_id
+        else:
+            assert r.finish_reasons[b] == "length" and r.num_new_tokens[b] == 300

@@ -32,6 +32,7 @@ from .ops import (
     typical_p,
     varentropy,
 )
+from . import models
 from .processors import Sampler
 from .generate import GenerateResult, GenerationStream, StreamEvent, generate, stream
 

@@ -207,7 +207,7 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
          stop: Any = None, decode: Callable[[Sequence[int]], str] | None = None, seed: Any = None,
          logprobs: int | bool = 0, logprobs_mode: str = "raw", attention_mask: Any = None,
          lengths: Any = None, include_stop_str_in_output: bool = False,
-         stream_text: bool = False) -> Iterator[StreamEvent | GenerateResult]:
+         stream_text: bool = False, events: bool = True) -> Iterator[StreamEvent | GenerateResult]:
     """The decoding loop as a generator of step events, ending with the result."""
     max_new = _int_arg(max_new_tokens, "max_new_tokens")
     min_new = _int_arg(min_new_tokens, "min_new_tokens")
@@ -313,10 +313,11 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
         done = np.zeros(A, bool)
         if eos.size:
             hit = (tok[:, None] == eos[None, :]).any(axis=1)
-            for i in np.flatnonzero(hit):
-                b = active[i]
-                reasons[b], stop_by[b] = "eos", int(tok[i])
-            done |= hit
+            if hit.any():
+                for i in np.flatnonzero(hit):
+                    b = active[i]
+                    reasons[b], stop_by[b] = "eos", int(tok[i])
+                done |= hit
         if stop_seqs:
             for i in np.flatnonzero(~done):
                 b = active[i]
@@ -371,12 +372,14 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
             for i in np.flatnonzero(~done):
                 reasons[active[i]] = "length"
             done[:] = True
-        fin = {int(active[i]): reasons[active[i]] for i in np.flatnonzero(done)}
-        yield StreamEvent(step, active.copy(), tok, deltas, fin)
+        any_done = done.any()
+        if events:
+            fin = {int(active[i]): reasons[active[i]] for i in np.flatnonzero(done)} if any_done else {}
+            yield StreamEvent(step, active.copy(), tok, deltas, fin)
         step += 1
-        if done.all():
-            break
-        if done.any():
+        if any_done:
+            if done.all():
+                break
             keep = np.flatnonzero(~done)
             sess.select(keep)
             active, tok = active[keep], tok[keep]
@@ -546,7 +549,7 @@ def generate(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sample
                          logprobs=logprobs, logprobs_mode=logprobs_mode,
                          attention_mask=attention_mask, lengths=lengths,
                          include_stop_str_in_output=include_stop_str_in_output,
-                         stream_text=streamer is not None):
+                         stream_text=streamer is not None, events=streamer is not None):
             if isinstance(item, GenerateResult):
                 result = item
             elif streamer is not None:

@@ -33,6 +33,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .session import _as_rows
+from .session import _as_truncate as _as_lengths
+
 __all__ = ["CharModel", "NGramModel", "ReplayModel", "char_model"]
 
 _M64 = (1 << 64) - 1
@@ -70,35 +73,6 @@ def _as_prompts(prompts: Any, vocab_size: int) -> list[np.ndarray]:
             raise ValueError(f"prompts[{i}] is empty; every prompt needs at least one token")
         out.append(p)
     return out
-
-
-def _as_lengths(lengths: Any, current: np.ndarray) -> np.ndarray:
-    a = np.asarray(lengths)
-    if a.dtype.kind not in "iu" or a.shape not in ((), current.shape):
-        raise ValueError(f"lengths must be an int or {current.size} ints, got {lengths!r}")
-    a = np.broadcast_to(a.astype(np.int64), current.shape)
-    bad = (a < 1) | (a > current)
-    if bad.any():
-        r = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"lengths[{r}] = {int(a[r])} must lie between 1 and the row's current "
-                         f"length {int(current[r])}")
-    return a.copy()
-
-
-def _as_rows(rows: Any, batch: int) -> np.ndarray:
-    r = np.asarray(rows)
-    if r.dtype.kind not in "iu":
-        if r.size == 0 and r.dtype.kind == "f":
-            r = r.astype(np.int64)
-        else:
-            raise ValueError(f"rows must hold integer row indices, got dtype {r.dtype}")
-    if r.ndim != 1:
-        raise ValueError(f"rows must be 1-D, got shape {r.shape}")
-    r = r.astype(np.int64, copy=False)
-    if r.size and (r.min() < 0 or r.max() >= batch):
-        v = int(r[(r < 0) | (r >= batch)][0])
-        raise ValueError(f"rows: index {v} is outside [0, {batch}) (the current batch size)")
-    return r
 
 
 # -- shared machinery for models whose logits depend on the last ``order - 1`` tokens ---------------

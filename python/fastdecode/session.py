@@ -348,17 +348,25 @@ def _as_truncate(lengths: Any, current: np.ndarray) -> np.ndarray:
     bad = (a < 1) | (a > current)
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"lengths[{r}] = {a[r]} must be between 1 and the row's current length {current[r]}")
+        raise ValueError(f"lengths[{r}] = {int(a[r])} must lie between 1 and the row's current "
+                         f"length {int(current[r])}")
     return a.copy()
 
 
 def _as_rows(rows: Any, batch: int) -> np.ndarray:
     r = np.asarray(rows)
-    if r.dtype.kind not in "iu" or r.ndim != 1:
-        raise ValueError(f"rows must be a 1-D array of integer row indices, got {rows!r}")
+    if r.dtype.kind not in "iu":
+        if r.size == 0 and r.dtype.kind == "f":
+            r = r.astype(np.int64)
+        else:
+            raise ValueError(f"rows must hold integer row indices, got dtype {r.dtype}")
+    if r.ndim != 1:
+        raise ValueError(f"rows must be 1-D, got shape {r.shape}")
+    r = r.astype(np.int64, copy=False)
     if r.size and (r.min() < 0 or r.max() >= batch):
-        raise ValueError(f"rows: index out of range for a batch of {batch}")
-    return r.astype(np.int64, copy=False)
+        v = int(r[(r < 0) | (r >= batch)][0])
+        raise ValueError(f"rows: index {v} is outside [0, {batch}) (the current batch size)")
+    return r
 
 
 # -- validation of user sessions ------------------------------------------------------------------
