@@ -42,7 +42,27 @@ def main(argv: list[str] | None = None) -> int:
     freq = np.bincount(draws, minlength=10) / draws.size
     print("top_k=4 frequencies over 100,000 seeds:", np.round(freq[:5], 3).tolist(),
           "expected", np.round(probs[:4] / probs[:4].sum(), 3).tolist())
+    _generation_tour()
     return 0
+
+
+def _generation_tour() -> None:
+    from fastdecode.models import char_model
+
+    m = char_model()
+    prompt = m.encode("Alice was ")
+    print("\ngenerate() on the built-in character model (Kneser-Ney 5-gram, 'Alice in Wonderland'):")
+    runs = [
+        ("greedy", dict()),
+        ("greedy, no_repeat_ngram_size=6", dict(sampler=fd.Sampler(temperature=0, no_repeat_ngram_size=6))),
+        ("sample T=0.8 top_p=0.9 seed=1", dict(sampler=fd.Sampler(temperature=0.8, top_p=0.9), seed=1)),
+        ("  same seed again", dict(sampler=fd.Sampler(temperature=0.8, top_p=0.9), seed=1)),
+        ("  seed=2, stop at '.'", dict(sampler=fd.Sampler(temperature=0.8, top_p=0.9), seed=2, stop=["."])),
+    ]
+    for label, kw in runs:
+        r = fd.generate(m, [prompt], max_new_tokens=70, decode=m.decode, eos_token_id=m.eos_token_id, **kw)
+        print(f"  {label:<32}{'Alice was ' + r.texts[0]!r} [{r.finish_reasons[0]}]")
+    print("  streamed, beam search and more: see README.md")
 
 
 if __name__ == "__main__":
