@@ -21,44 +21,42 @@ V = 50_257
 
 
 class Replay:
-    """A stateful model that hands out precomputed logits rows, whatever the tokens."""
+    """A stateful model that hands out precomputed logits (views, no copy), whatever the tokens."""
 
     def __init__(self, table: np.ndarray):
-        self.table = table  # (T, V) float32
-        self.vocab_size = table.shape[1]
+        self.table = table  # (T, B, V) float32: step j of row b is table[j % T, b]
+        self.vocab_size = table.shape[2]
 
     def start_session(self, prompts):
         s = _ReplaySession(self.table, len(prompts))
-        return s, s.rows(0)
+        return s, self.table[0]
 
 
 class _ReplaySession:
     def __init__(self, table, B):
-        self.table, self.B, self.step = table, B, 0
-        self.vocab_size = table.shape[1]
+        self.table, self.step = table, 0
+        self.rows = None  # None: all rows, in order
+        self.vocab_size = table.shape[2]
         self.lengths = np.ones(B, np.int64)
-
-    def rows(self, j):
-        i = (np.arange(self.B) + j) % self.table.shape[0]
-        return self.table[i]
 
     def extend(self, tokens):
         self.step += 1
         self.lengths = self.lengths + tokens.shape[1]
-        return self.rows(self.step)[:, None, :]
+        x = self.table[self.step % self.table.shape[0]]
+        return (x if self.rows is None else x[self.rows])[:, None, :]
 
     def truncate(self, lengths):
-        self.lengths = np.broadcast_to(lengths, (self.B,)).copy()
+        self.lengths = np.broadcast_to(lengths, self.lengths.shape).copy()
 
     def select(self, rows):
-        self.B = len(rows)
+        self.rows = rows if self.rows is None else self.rows[rows]
         self.lengths = self.lengths[rows]
 
 
 def numpy_loop(table, B, steps, sample, rng):
     seqs = np.zeros((B, steps), np.int64)
     for t in range(steps):
-        x = table[(np.arange(B) + t) % table.shape[0]]
+        x = table[t % table.shape[0]]
         if not sample:
             tok = x.argmax(axis=1)
         else:
@@ -95,12 +93,12 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=200)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
-    table = (rng.standard_normal((64, V)) * 4.5).astype(np.float32)
-    model = Replay(table)
     sampler = fd.Sampler(temperature=0.8, top_k=50, top_p=0.9, seed=0)
     print(f"per-token time, V={V}, {args.steps} steps (us per step per batch; lower is better)")
     print(f"{'mode':<8}{'B':>4}{'fastdecode':>13}{'NumPy loop':>13}{'speed-up':>10}")
     for B in (1, 16):
+        table = (rng.standard_normal((16, B, V)) * 4.5).astype(np.float32)
+        model = Replay(table)
         prompts = np.zeros((B, 1), np.int64)
         for mode, smp in (("greedy", None), ("sample", sampler)):
             t_fd = bench(lambda: fd.generate(model, prompts, max_new_tokens=args.steps, sampler=smp,

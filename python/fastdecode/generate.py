@@ -287,13 +287,8 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
             lp_proc = np.zeros(A) if want_lp and logprobs_mode == "processed" else None
         else:
             ids = hist[active] if history_needed else None
-            res = sampler(x, ids, position=cur[active], lengths=cur[active],
-                          prompt_lengths=plen[active], seed=seeds[active],
-                          return_logprobs=want_lp and logprobs_mode == "processed")
-            if isinstance(res, tuple):
-                tok, lp_proc = np.asarray(res[0], np.int64).reshape(A), res[1]
-            else:
-                tok, lp_proc = np.asarray(res, np.int64).reshape(A), None
+            tok, lp_proc = sampler._step(x, ids, cur[active], plen[active], seeds[active],
+                                         want_lp and logprobs_mode == "processed")
         # -- logprobs --
         if want_lp:
             if logprobs_mode == "raw":

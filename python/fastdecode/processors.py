@@ -60,7 +60,7 @@ class Sampler:
     ``generate`` (penalties before warpers) and equals applying the functional ops one by one.
     """
 
-    __slots__ = ("_cfg",)
+    __slots__ = ("_cfg", "_plan")
 
     def __init__(self, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 1.0,
                  min_p: Any = 0.0, typical_p: Any = 1.0, epsilon_cutoff: Any = 0.0,
@@ -75,8 +75,9 @@ class Sampler:
         def n(v):
             return np.size(v) if np.ndim(v) == 1 else 1
 
-        # Validate everything now, so a bad configuration fails before any decoding starts.
-        for name, v, kw in [
+        # Validate everything now, so a bad configuration fails before any decoding starts; the
+        # first eight (the sample() parameters) are kept for the per-step path of the loops.
+        checked = [row_param(v, n(v), name, **kw) for name, v, kw in [
             ("temperature", temperature, dict(lo=0.0, hi=math.inf, hi_open=True)),
             ("top_k", top_k, dict(lo=0, integer=True)),
             ("top_p", top_p, dict(lo=0.0, hi=1.0)),
@@ -88,8 +89,7 @@ class Sampler:
             ("repetition_penalty", repetition_penalty, dict(lo=0.0, lo_open=True, hi=math.inf, hi_open=True)),
             ("presence_penalty", presence_penalty, dict(lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)),
             ("frequency_penalty", frequency_penalty, dict(lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)),
-        ]:
-            row_param(v, n(v), name, **kw)
+        ]]
         if penalty_last_n is not None:
             row_param(penalty_last_n, 1, "penalty_last_n", lo=0, integer=True)
         row_param(no_repeat_ngram_size, 1, "no_repeat_ngram_size", lo=0, integer=True)
@@ -114,6 +114,10 @@ class Sampler:
             allowed_token_ids=list(allowed_token_ids) if allowed_token_ids is not None else None,
             order=order, seed=seed,
         )
+        self._plan = (checked[:8], False, False)
+        hist = self._needs_history()
+        self._plan = (checked[:8], hist, hist or bool(
+            self._cfg["logit_bias"] or self._cfg["suppress_tokens"] or self._cfg["allowed_token_ids"] is not None))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -128,6 +132,14 @@ class Sampler:
     @property
     def needs_history(self) -> bool:
         """True when some penalty reads the token history (``input_ids`` must then be passed)."""
+        return self._plan[1]
+
+    @property
+    def edits_logits(self) -> bool:
+        """True when some penalty or constraint changes the logits before the filters."""
+        return self._plan[2]
+
+    def _needs_history(self) -> bool:
         c = self._cfg
         return bool(
             np.any(np.asarray(c["repetition_penalty"]) != 1.0)
@@ -137,10 +149,6 @@ class Sampler:
             or c["bad_words_ids"]
         )
 
-    @property
-    def edits_logits(self) -> bool:
-        c = self._cfg
-        return self.needs_history or bool(c["logit_bias"] or c["suppress_tokens"] or c["allowed_token_ids"] is not None)
 
     def process(self, logits: Any, input_ids: Any = None, *, prompt_lengths: Any = None,
                 lengths: Any = None, dtype: str | None = None) -> np.ndarray:
@@ -174,6 +182,24 @@ class Sampler:
         if c["allowed_token_ids"] is not None:
             ops.allowed_tokens(x, c["allowed_token_ids"], out=x)
         return x
+
+    def _step(self, logits: np.ndarray, input_ids: Any, lengths: np.ndarray, prompt_lengths: np.ndarray,
+              seeds: np.ndarray, want_logprobs: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """One decoding step for the loops: ``lengths`` (int64) are both the histories' lengths and
+        the positions, ``seeds`` uint64 (one per row). Returns (tokens, logprobs or None)."""
+        lg = as_logits(logits)
+        x = self._process(lg, input_ids, prompt_lengths, lengths) if self._plan[2] else (
+            _to_work_array(lg) if lg.bf16 else lg.array)
+        B = x.shape[0]
+        params = self._plan[0]
+        for p, name in zip(params, _PLAN_NAMES):
+            if p.size not in (1, B):
+                raise ValueError(f"{name} has {p.size} values but logits has {B} rows")
+        tokens = np.empty(B, dtype=np.int64)
+        lp = np.empty(B, dtype=np.float64) if want_logprobs else None
+        ops._k.sample(x, *params, ops._ORDERS[self._cfg["order"]], seeds, lengths, None, tokens, lp,
+                      ops._threads[0])
+        return tokens, lp
 
     def final_logits(self, logits: Any, input_ids: Any = None, *, prompt_lengths: Any = None,
                      lengths: Any = None, dtype: str | None = None) -> np.ndarray:
@@ -268,6 +294,9 @@ class Sampler:
             return torch.from_numpy(np.asarray(res))
         return res
 
+
+_PLAN_NAMES = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
+               "top_n_sigma")
 
 _DEFAULTS = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, epsilon_cutoff=0.0,
                  eta_cutoff=0.0, top_n_sigma=0.0, repetition_penalty=1.0, presence_penalty=0.0,
