@@ -549,3 +549,19 @@ def test_char_model_text_generation_with_stop_string():
             assert r.sequence(b)[-1] == m.eos_token_id
         else:
             assert r.finish_reasons[b] == "length" and r.num_new_tokens[b] == 300
+
+
+def test_per_row_sampler_parameters_follow_their_rows():
+    """Per-row temperatures/penalties stay with their row when other rows finish early."""
+    model = Trigram(_table(14, order=3, scale=1.0))
+    prompts = [[1, 2], [3], [4, 5, 6]]
+    smp = fd.Sampler(temperature=[0.0, 1.0, 0.5], top_k=[0, 3, 5], repetition_penalty=[1.0, 1.5, 1.2])
+    r = fd.generate(model, prompts, max_new_tokens=12, sampler=smp, seed=[7, 8, 9], eos_token_id=[0, 1])
+    assert len(set(r.num_new_tokens.tolist())) > 1  # rows end at different steps
+    for b, p in enumerate(prompts):
+        solo = fd.Sampler(temperature=[0.0, 1.0, 0.5][b], top_k=[0, 3, 5][b],
+                          repetition_penalty=[1.0, 1.5, 1.2][b])
+        alone = fd.generate(model, [p], max_new_tokens=12, sampler=solo, seed=[7, 8, 9][b], eos_token_id=[0, 1])
+        assert alone.sequence(0).tolist() == r.sequence(b).tolist()
+    with pytest.raises(ValueError, match="per-row parameters for 3 rows"):
+        fd.generate(model, prompts[:2], max_new_tokens=2, sampler=smp)

@@ -232,6 +232,10 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
     B = len(prompts)
     if layout["left"] and not (layout["offsets"] + np.array([p.size for p in prompts]) == layout["width"]).all():
         raise ValueError("attention_mask mixes left and right padding; pad every row on the same side")
+    if sampler is not None:
+        nb = sampler._batch_size()
+        if nb is not None and nb != B:
+            raise ValueError(f"the sampler has per-row parameters for {nb} rows but there are {B} prompts")
     seeds = _row_seeds(seed, sampler, B)
     plen = np.array([p.size for p in prompts], np.int64)
     vs = _declared_vocab(model)
@@ -274,6 +278,8 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
     if eos.size and eos.max() >= V:
         raise ValueError(f"eos_token_id {int(eos.max())} is outside the model's vocabulary of {V}")
     active = np.arange(B)
+    smp = sampler
+    per_row = sampler is not None and sampler._batch_size() is not None
     step = 0
     while True:
         x = logits
@@ -287,7 +293,7 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
             lp_proc = np.zeros(A) if want_lp and logprobs_mode == "processed" else None
         else:
             ids = hist[active] if history_needed else None
-            tok, lp_proc = sampler._step(x, ids, cur[active], plen[active], seeds[active],
+            tok, lp_proc = smp._step(x, ids, cur[active], plen[active], seeds[active],
                                          want_lp and logprobs_mode == "processed")
         # -- logprobs --
         if want_lp:
@@ -299,7 +305,7 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
             else:
                 token_lp[active, step] = lp_proc
                 if n_top:
-                    fl = _final_logits(sampler, x, hist, active, cur, plen)
+                    fl = _final_logits(smp, x, hist, active, cur, plen)
                     _top_n(ops.log_softmax(fl), n_top, top_lp, top_id, active, step)
         # -- append --
         hist[active, cur[active]] = tok
@@ -378,6 +384,8 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
             keep = np.flatnonzero(~done)
             sess.select(keep)
             active, tok = active[keep], tok[keep]
+            if per_row:
+                smp = sampler._subset(active)
         logits = sess.extend(tok[:, None])[:, 0]
     yield _result(prompts, layout, hist, cur, plen, gen, pad, reasons, stop_by, token_lp, top_lp, top_id,
                   decode, text_cut, max_new)

@@ -183,6 +183,26 @@ class Sampler:
             ops.allowed_tokens(x, c["allowed_token_ids"], out=x)
         return x
 
+    _ROW_PARAMS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
+                   "top_n_sigma", "repetition_penalty", "presence_penalty", "frequency_penalty", "seed")
+
+    def _batch_size(self) -> int | None:
+        """The batch size its per-row parameters imply (None when every parameter is a scalar)."""
+        sizes = {np.size(self._cfg[k]) for k in self._ROW_PARAMS
+                 if self._cfg[k] is not None and np.ndim(self._cfg[k]) == 1 and np.size(self._cfg[k]) > 1}
+        if len(sizes) > 1:
+            raise ValueError(f"the Sampler's per-row parameters have different lengths {sorted(sizes)}")
+        return sizes.pop() if sizes else None
+
+    def _subset(self, rows: np.ndarray) -> "Sampler":
+        """The same sampler for the rows ``rows`` of the batch (per-row parameters sliced)."""
+        cfg = dict(self._cfg)
+        for k in self._ROW_PARAMS:
+            v = cfg[k]
+            if v is not None and np.ndim(v) == 1 and np.size(v) > 1:
+                cfg[k] = np.asarray(v)[rows]
+        return Sampler(**cfg)
+
     def _step(self, logits: np.ndarray, input_ids: Any, lengths: np.ndarray, prompt_lengths: np.ndarray,
               seeds: np.ndarray, want_logprobs: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """One decoding step for the loops: ``lengths`` (int64) are both the histories' lengths and
