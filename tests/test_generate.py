@@ -565,3 +565,52 @@ def test_per_row_sampler_parameters_follow_their_rows():
         assert alone.sequence(0).tolist() == r.sequence(b).tolist()
     with pytest.raises(ValueError, match="per-row parameters for 3 rows"):
         fd.generate(model, prompts[:2], max_new_tokens=2, sampler=smp)
+
+
+def test_model_raising_midway_keeps_the_partial_result():
+    table = _table(15)
+
+    class Flaky:
+        def __init__(self, fail_at):
+            self.n, self.fail_at = 0, fail_at
+
+        def __call__(self, ids):
+            self.n += 1
+            if self.n == self.fail_at:
+                raise RuntimeError("model crashed")
+            return table[ids]
+
+    with pytest.raises(RuntimeError, match="model crashed") as ei:
+        fd.generate(Flaky(4), PROMPTS[:1], max_new_tokens=10)
+    part = ei.value.partial_result
+    full = fd.generate(Bigram(table), PROMPTS[:1], max_new_tokens=10)
+    assert part.num_new_tokens.tolist() == [3] and part.finish_reasons == [None]
+    assert part.sequence(0).tolist() == full.sequence(0)[:len(PROMPTS[0]) + 3].tolist()
+    st = fd.stream(Flaky(3), PROMPTS[:1], max_new_tokens=10)
+    with pytest.raises(RuntimeError):
+        for _ in st:
+            pass
+    assert st.result.num_new_tokens.tolist() == [2]
+
+
+def test_keyboard_interrupt_inside_the_model_while_streaming():
+    table = _table(16)
+    calls = []
+
+    def model(ids):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return table[ids]
+
+    st = fd.stream(model, PROMPTS, max_new_tokens=50)
+    seen = []
+    with pytest.raises(KeyboardInterrupt):
+        for ev in st:
+            seen.append(ev.tokens.copy())
+    # rows of different lengths are called separately: 3 calls for the prompts, the 6th call is
+    # the second step's, after one token per row was streamed
+    assert len(seen) == 1 and st.result.num_new_tokens.tolist() == [1, 1, 1]
+    assert st.result.finish_reasons == [None, None, None]
+    full = fd.generate(Bigram(table), PROMPTS, max_new_tokens=1)
+    assert np.array_equal(st.result.sequences, full.sequences)

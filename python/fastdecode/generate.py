@@ -270,123 +270,135 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
                       top_id, decode, text_cut, max_new)
         return
 
-    sess, logits = start_session(model, prompts)
-    V = sess.vocab_size
-    for s in stop_seqs:
-        if max(s) >= V:
-            raise ValueError(f"stop: token id {max(s)} is outside the model's vocabulary of {V}")
-    if eos.size and eos.max() >= V:
-        raise ValueError(f"eos_token_id {int(eos.max())} is outside the model's vocabulary of {V}")
-    active = np.arange(B)
-    smp = sampler
-    per_row = sampler is not None and sampler._batch_size() is not None
-    step = 0
-    while True:
-        x = logits
-        A = active.size
-        if step < min_new and eos.size:
-            x = np.array(x, dtype=np.float64 if x.dtype == np.float64 else np.float32)
-            x[:, eos] = _NEG_INF
-        # -- pick --
-        if greedy:
-            tok = np.asarray(ops.argmax(x), np.int64).reshape(A)
-            lp_proc = np.zeros(A) if want_lp and logprobs_mode == "processed" else None
-        else:
-            ids = hist[active] if history_needed else None
-            tok, lp_proc = smp._step(x, ids, cur[active], plen[active], seeds[active],
-                                         want_lp and logprobs_mode == "processed")
-        # -- logprobs --
-        if want_lp:
-            if logprobs_mode == "raw":
-                lsm = ops.log_softmax(logits)
-                token_lp[active, step] = lsm[np.arange(A), tok]
-                if n_top:
-                    _top_n(lsm, n_top, top_lp, top_id, active, step)
+    try:
+        sess, logits = start_session(model, prompts)
+        V = sess.vocab_size
+        for s in stop_seqs:
+            if max(s) >= V:
+                raise ValueError(f"stop: token id {max(s)} is outside the model's vocabulary of {V}")
+        if eos.size and eos.max() >= V:
+            raise ValueError(f"eos_token_id {int(eos.max())} is outside the model's vocabulary of {V}")
+        active = np.arange(B)
+        smp = sampler
+        per_row = sampler is not None and sampler._batch_size() is not None
+        step = 0
+        while True:
+            x = logits
+            A = active.size
+            if step < min_new and eos.size:
+                x = np.array(x, dtype=np.float64 if x.dtype == np.float64 else np.float32)
+                x[:, eos] = _NEG_INF
+            # -- pick --
+            if greedy:
+                tok = np.asarray(ops.argmax(x), np.int64).reshape(A)
+                lp_proc = np.zeros(A) if want_lp and logprobs_mode == "processed" else None
             else:
-                token_lp[active, step] = lp_proc
-                if n_top:
-                    fl = _final_logits(smp, x, hist, active, cur, plen)
-                    _top_n(ops.log_softmax(fl), n_top, top_lp, top_id, active, step)
-        # -- append --
-        hist[active, cur[active]] = tok
-        cur[active] += 1
-        gen[active] += 1
-        done = np.zeros(A, bool)
-        if eos.size:
-            hit = (tok[:, None] == eos[None, :]).any(axis=1)
-            if hit.any():
-                for i in np.flatnonzero(hit):
+                ids = hist[active] if history_needed else None
+                tok, lp_proc = smp._step(x, ids, cur[active], plen[active], seeds[active],
+                                             want_lp and logprobs_mode == "processed")
+            # -- logprobs --
+            if want_lp:
+                if logprobs_mode == "raw":
+                    lsm = ops.log_softmax(logits)
+                    token_lp[active, step] = lsm[np.arange(A), tok]
+                    if n_top:
+                        _top_n(lsm, n_top, top_lp, top_id, active, step)
+                else:
+                    token_lp[active, step] = lp_proc
+                    if n_top:
+                        fl = _final_logits(smp, x, hist, active, cur, plen)
+                        _top_n(ops.log_softmax(fl), n_top, top_lp, top_id, active, step)
+            # -- append --
+            hist[active, cur[active]] = tok
+            cur[active] += 1
+            gen[active] += 1
+            done = np.zeros(A, bool)
+            if eos.size:
+                hit = (tok[:, None] == eos[None, :]).any(axis=1)
+                if hit.any():
+                    for i in np.flatnonzero(hit):
+                        b = active[i]
+                        reasons[b], stop_by[b] = "eos", int(tok[i])
+                    done |= hit
+            if stop_seqs:
+                for i in np.flatnonzero(~done):
                     b = active[i]
-                    reasons[b], stop_by[b] = "eos", int(tok[i])
-                done |= hit
-        if stop_seqs:
-            for i in np.flatnonzero(~done):
-                b = active[i]
-                g = int(gen[b])
-                tail = hist[b, int(cur[b]) - min(g, max_seq):int(cur[b])]
-                for s in stop_seqs:
-                    if len(s) <= g and tuple(tail[len(tail) - len(s):]) == s:
-                        reasons[b], stop_by[b] = "stop", s
-                        if not include_stop_str_in_output:
-                            cur[b] -= len(s)
-                            gen[b] -= len(s)
-                        done[i] = True
-                        break
-        deltas = None
-        if track_text:
-            deltas = []
-            for i in range(A):
-                b = active[i]
-                g0 = int(plen[b])
-                full = decode(hist[b, g0:int(cur[b])].tolist())
-                prev = texts_full[b]
-                texts_full[b] = full
-                if stop_strs and not done[i]:
-                    start = max(0, len(prev) - max(len(s) for s in stop_strs))
-                    hit_at, hit_s = -1, None
-                    for s in stop_strs:
-                        j = full.find(s, start)
-                        if j >= 0 and (hit_at < 0 or j < hit_at):
-                            hit_at, hit_s = j, s
-                    if hit_s is not None:
-                        reasons[b], stop_by[b] = "stop", hit_s
-                        done[i] = True
-                        end_chr = hit_at + len(hit_s) if include_stop_str_in_output else hit_at
-                        text_cut[b] = full[:end_chr]
-                        if not include_stop_str_in_output:
-                            k = _tokens_before(decode, hist[b, g0:int(cur[b])], hit_at)
-                            cur[b] = g0 + k
-                            gen[b] = k
-                if done[i] and text_cut[b] is None:
-                    text_cut[b] = full
-                if done[i] or step + 1 == max_new:
-                    safe = text_cut[b] if text_cut[b] is not None else full
-                else:
-                    safe = full[:len(full) - _hold_back(full, stop_strs)]
-                if len(safe) > emitted[b]:
-                    deltas.append(safe[emitted[b]:])
-                    emitted[b] = len(safe)
-                else:
-                    deltas.append("")
-        last = step + 1 == max_new
-        if last:
-            for i in np.flatnonzero(~done):
-                reasons[active[i]] = "length"
-            done[:] = True
-        any_done = done.any()
-        if events:
-            fin = {int(active[i]): reasons[active[i]] for i in np.flatnonzero(done)} if any_done else {}
-            yield StreamEvent(step, active.copy(), tok, deltas, fin)
-        step += 1
-        if any_done:
-            if done.all():
-                break
-            keep = np.flatnonzero(~done)
-            sess.select(keep)
-            active, tok = active[keep], tok[keep]
-            if per_row:
-                smp = sampler._subset(active)
-        logits = sess.extend(tok[:, None])[:, 0]
+                    g = int(gen[b])
+                    tail = hist[b, int(cur[b]) - min(g, max_seq):int(cur[b])]
+                    for s in stop_seqs:
+                        if len(s) <= g and tuple(tail[len(tail) - len(s):]) == s:
+                            reasons[b], stop_by[b] = "stop", s
+                            if not include_stop_str_in_output:
+                                cur[b] -= len(s)
+                                gen[b] -= len(s)
+                            done[i] = True
+                            break
+            deltas = None
+            if track_text:
+                deltas = []
+                for i in range(A):
+                    b = active[i]
+                    g0 = int(plen[b])
+                    full = decode(hist[b, g0:int(cur[b])].tolist())
+                    prev = texts_full[b]
+                    texts_full[b] = full
+                    if stop_strs and not done[i]:
+                        start = max(0, len(prev) - max(len(s) for s in stop_strs))
+                        hit_at, hit_s = -1, None
+                        for s in stop_strs:
+                            j = full.find(s, start)
+                            if j >= 0 and (hit_at < 0 or j < hit_at):
+                                hit_at, hit_s = j, s
+                        if hit_s is not None:
+                            reasons[b], stop_by[b] = "stop", hit_s
+                            done[i] = True
+                            end_chr = hit_at + len(hit_s) if include_stop_str_in_output else hit_at
+                            text_cut[b] = full[:end_chr]
+                            if not include_stop_str_in_output:
+                                k = _tokens_before(decode, hist[b, g0:int(cur[b])], hit_at)
+                                cur[b] = g0 + k
+                                gen[b] = k
+                    if done[i] and text_cut[b] is None:
+                        text_cut[b] = full
+                    if done[i] or step + 1 == max_new:
+                        safe = text_cut[b] if text_cut[b] is not None else full
+                    else:
+                        safe = full[:len(full) - _hold_back(full, stop_strs)]
+                    if len(safe) > emitted[b]:
+                        deltas.append(safe[emitted[b]:])
+                        emitted[b] = len(safe)
+                    else:
+                        deltas.append("")
+            last = step + 1 == max_new
+            if last:
+                for i in np.flatnonzero(~done):
+                    reasons[active[i]] = "length"
+                done[:] = True
+            any_done = done.any()
+            if events:
+                fin = {int(active[i]): reasons[active[i]] for i in np.flatnonzero(done)} if any_done else {}
+                yield StreamEvent(step, active.copy(), tok, deltas, fin)
+            step += 1
+            if any_done:
+                if done.all():
+                    break
+                keep = np.flatnonzero(~done)
+                sess.select(keep)
+                active, tok = active[keep], tok[keep]
+                if per_row:
+                    smp = sampler._subset(active)
+            logits = sess.extend(tok[:, None])[:, 0]
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        # The model (or decode, or a KeyboardInterrupt) stopped the loop mid-way: hand the tokens
+        # generated so far to the caller; rows not finished have finish reason None.
+        try:
+            exc.partial_result = _result(prompts, layout, hist, cur, plen, gen, pad, reasons, stop_by,
+                                         token_lp, top_lp, top_id, None, text_cut, max_new)
+        except Exception:  # pragma: no cover - never mask the original error
+            pass
+        raise
     yield _result(prompts, layout, hist, cur, plen, gen, pad, reasons, stop_by, token_lp, top_lp, top_id,
                   decode, text_cut, max_new)
 
@@ -526,6 +538,15 @@ def generate(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sample
     -------
     GenerateResult
 
+    Raises
+    ------
+    ValueError, TypeError
+        Bad arguments, before the model is called; ``ModelOutputError`` (a ValueError) when the
+        model returns logits of the wrong shape, dtype or vocabulary size. An exception raised
+        by the model (or ``KeyboardInterrupt``) mid-way propagates with the tokens generated so
+        far attached as ``exc.partial_result`` (a :class:`GenerateResult`; unfinished rows have
+        finish reason None).
+
     Examples
     --------
     >>> import fastdecode as fd
@@ -575,11 +596,15 @@ class GenerationStream:
         self.result: GenerateResult | None = None
 
     def __iter__(self) -> Iterator[StreamEvent]:
-        for item in self._it:
-            if isinstance(item, GenerateResult):
-                self.result = item
-            else:
-                yield item
+        try:
+            for item in self._it:
+                if isinstance(item, GenerateResult):
+                    self.result = item
+                else:
+                    yield item
+        except BaseException as exc:
+            self.result = getattr(exc, "partial_result", None)
+            raise
 
     def text(self) -> Iterator[str]:
         for ev in self:
