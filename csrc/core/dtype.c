@@ -97,6 +97,20 @@ uint16_t fd_float_to_bf16(float f)
     return (uint16_t)(x >> 16);
 }
 
+int fdi_valid_rows(const fd_rows *x)
+{
+    if (x->n_rows < 0 || x->n_cols < 0) {
+        return 0;
+    }
+    if (x->n_rows > 0 && x->n_cols > 0 && x->data == NULL) {
+        return 0;
+    }
+    if (!(x->dtype == FD_F32 || x->dtype == FD_F64 || x->dtype == FD_F16 || x->dtype == FD_BF16)) {
+        return 0;
+    }
+    return x->n_rows <= 1 || x->row_stride >= x->n_cols;
+}
+
 static inline int classify(float f, fd_status *st)
 {
     if (f != f) {

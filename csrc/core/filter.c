@@ -462,17 +462,6 @@ size_t fd_filter_workspace(int64_t n_cols)
            fdi_workspace(n_cols);
 }
 
-static int valid_rows(const fd_rows *x)
-{
-    if (x->n_rows < 0 || x->n_cols < 0) {
-        return 0;
-    }
-    if (x->n_rows > 0 && x->n_cols > 0 && x->data == NULL) {
-        return 0;
-    }
-    return x->n_rows <= 1 || x->row_stride >= x->n_cols;
-}
-
 static int valid_dtype(fd_dtype t)
 {
     return t == FD_F32 || t == FD_F64 || t == FD_F16 || t == FD_BF16;
@@ -846,7 +835,7 @@ fd_status fd_filter(fd_filter_kind kind, const fd_rows *in, const fd_rows *out, 
     if (!valid_dtype(in->dtype) || kind < FD_FILTER_TOP_K || kind > FD_FILTER_TOP_N_SIGMA) {
         return FD_EINVAL;
     }
-    if (!valid_rows(in) || !valid_rows(out) || out->dtype != in->dtype ||
+    if (!fdi_valid_rows(in) || !fdi_valid_rows(out) || out->dtype != in->dtype ||
         out->n_rows != in->n_rows || out->n_cols != in->n_cols || in->n_cols > INT32_MAX) {
         return FD_ESHAPE;
     }

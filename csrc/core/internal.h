@@ -23,6 +23,10 @@
 
 size_t fdi_workspace(int64_t n);
 
+/* Whether x is a usable row view (dtype.c): sizes >= 0, data present when there are elements, a
+ * known dtype, rows that do not overlap (row_stride >= n_cols when n_rows > 1). */
+int fdi_valid_rows(const fd_rows *x);
+
 /* Max of v[0..n) (-inf if n == 0 or all -inf). */
 float fdi_max(const float *v, int64_t n);
 /* Max and first index of the max (-1: all -inf); nonzero if x holds NaN or +inf. */

@@ -39,20 +39,6 @@ size_t fd_softmax_workspace(int64_t n_cols)
     return 2 * fdi_align64((n_cols > 0 ? (size_t)n_cols : 1) * 4);
 }
 
-static int valid_rows(const fd_rows *x)
-{
-    if (x->n_rows < 0 || x->n_cols < 0) {
-        return 0;
-    }
-    if (x->n_rows > 0 && x->n_cols > 0 && x->data == NULL) {
-        return 0;
-    }
-    if (!(x->dtype == FD_F32 || x->dtype == FD_F64 || x->dtype == FD_F16 || x->dtype == FD_BF16)) {
-        return 0;
-    }
-    return x->n_rows <= 1 || x->row_stride >= x->n_cols;
-}
-
 static void put(const fd_rows *out, int64_t r, int64_t c, double x)
 {
     if (out->dtype == FD_F32) {
@@ -84,7 +70,7 @@ fd_status fd_softmax(const fd_rows *in, const fd_rows *out, fd_param temperature
         err->row = -1;
         err->index = -1;
     }
-    if (!valid_rows(in) || !valid_rows(out) || out->n_rows != in->n_rows ||
+    if (!fdi_valid_rows(in) || !fdi_valid_rows(out) || out->n_rows != in->n_rows ||
         out->n_cols != in->n_cols) {
         return FD_ESHAPE;
     }
@@ -187,7 +173,7 @@ fd_status fd_entropy(const fd_rows *in, double *entropy, double *varentropy, voi
         err->row = -1;
         err->index = -1;
     }
-    if (!valid_rows(in)) {
+    if (!fdi_valid_rows(in)) {
         return FD_ESHAPE;
     }
     int64_t n = in->n_cols;
@@ -237,7 +223,7 @@ fd_status fd_argmax(const fd_rows *in, int64_t *out, fd_errinfo *err)
         err->row = -1;
         err->index = -1;
     }
-    if (!valid_rows(in)) {
+    if (!fdi_valid_rows(in)) {
         return FD_ESHAPE;
     }
     float buf[FD_ARGMAX_CHUNK];
