@@ -148,6 +148,7 @@ vec_from(PyObject *o, const char *name, int typenum, npy_intp len, npy_intp *n, 
     if (PyArray_TYPE(a) != typenum || PyArray_NDIM(a) != 1 || !PyArray_IS_C_CONTIGUOUS(a)) {
         PyErr_Format(PyExc_TypeError, "%s must be a contiguous 1-D %s array", name,
                      typenum == NPY_FLOAT64 ? "float64"
+                     : typenum == NPY_FLOAT32 ? "float32"
                      : typenum == NPY_INT64 ? "int64"
                      : typenum == NPY_UINT64 ? "uint64"
                                              : "int32");
@@ -919,6 +920,103 @@ done:
     return result;
 }
 
+/* beam_step(x, scores float32 (B,), k, group_size, normalize, n_threads) -> (scores float32
+ * (G, k), rows int64 (G, k), tokens int64 (G, k)). Whole groups go to the row runner's chunks
+ * (its "rows" are groups here), so every group is computed by the same code whatever the split. */
+typedef struct {
+    fd_rows x;
+    const float *scores;
+    int64_t gs, k;
+    int normalize;
+    float *s;
+    int64_t *rows, *tokens;
+} beam_ctx;
+
+static fd_status
+beam_groups(const void *p, int64_t g0, int64_t g1, void *ws, fd_errinfo *e)
+{
+    const beam_ctx *c = p;
+    int64_t r0 = g0 * c->gs;
+    fd_rows x = sub_rows(&c->x, r0, g1 * c->gs);
+    fd_status st = fd_beam_step(&x, c->scores + r0, c->gs, c->k, c->normalize, c->s + g0 * c->k,
+                                c->rows + g0 * c->k, c->tokens + g0 * c->k, ws, e);
+    if (st != FD_OK) {
+        if (e->row >= 0) {
+            e->row += r0 - g0; /* run_chunk adds g0, the chunk's first "row" (a group) */
+        }
+        return st;
+    }
+    /* the core numbers rows from the chunk's first row: make them rows of x */
+    for (int64_t i = g0 * c->k; i < g1 * c->k; i++) {
+        c->rows[i] += r0;
+    }
+    return FD_OK;
+}
+
+static PyObject *
+k_beam_step(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL, *s = NULL, *rows = NULL, *tokens = NULL;
+    beam_ctx c;
+    if (check_nargs("beam_step", nargs, 6) < 0 || rows_from(args[0], "logits", 0, &c.x) < 0 ||
+        (c.scores = vec_from(args[1], "beam_scores", NPY_FLOAT32, c.x.n_rows, NULL, 0)) ==
+            NULL) {
+        goto done;
+    }
+    long long k = PyLong_AsLongLong(args[2]);
+    long long gs = PyLong_AsLongLong(args[3]);
+    c.normalize = PyObject_IsTrue(args[4]);
+    long nt = PyLong_AsLong(args[5]);
+    if (((k == -1 || gs == -1 || nt == -1) && PyErr_Occurred()) || c.normalize < 0) {
+        goto done;
+    }
+    if (gs < 1 || c.x.n_rows % gs != 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "group_size must be >= 1 and divide the %lld rows of logits, got %lld",
+                     (long long)c.x.n_rows, gs);
+        goto done;
+    }
+    /* k <= gs * V, written so that it cannot overflow */
+    if (k < 1 || c.x.n_cols == 0 || (k - 1) / c.x.n_cols >= gs) {
+        PyErr_Format(PyExc_ValueError,
+                     "k must be in [1, group_size * V] = [1, %lld * %lld], got %lld", gs,
+                     (long long)c.x.n_cols, k);
+        goto done;
+    }
+    /* rejected here, before any logits row is read, so the error does not depend on the split */
+    for (int64_t r = 0; r < c.x.n_rows; r++) {
+        float b = c.scores[r];
+        if (b != b || b == INFINITY) {
+            PyErr_Format(PyExc_ValueError, "beam_scores[%lld] is %s (-inf is allowed)",
+                         (long long)r, b != b ? "NaN" : "+inf");
+            goto done;
+        }
+    }
+    c.gs = gs;
+    c.k = k;
+    npy_intp dims[2] = {(npy_intp)(c.x.n_rows / gs), (npy_intp)k};
+    if ((s = PyArray_SimpleNew(2, dims, NPY_FLOAT32)) == NULL ||
+        (rows = PyArray_SimpleNew(2, dims, NPY_INT64)) == NULL ||
+        (tokens = PyArray_SimpleNew(2, dims, NPY_INT64)) == NULL) {
+        goto done;
+    }
+    c.s = PyArray_DATA((PyArrayObject *)s);
+    c.rows = PyArray_DATA((PyArrayObject *)rows);
+    c.tokens = PyArray_DATA((PyArrayObject *)tokens);
+    PyObject *ok = run_rows(beam_groups, &c, dims[0], gs * c.x.n_cols,
+                            fd_beam_step_workspace(c.x.n_cols, k), nt, "beam_step");
+    if (ok == NULL) {
+        goto done;
+    }
+    Py_DECREF(ok);
+    result = PyTuple_Pack(3, s, rows, tokens);
+done:
+    Py_XDECREF(s);
+    Py_XDECREF(rows);
+    Py_XDECREF(tokens);
+    return result;
+}
+
 /* uniform(seeds uint64 (n,), positions int64 (n,), draw) -> float64 (n,): the sampler's draws. */
 static PyObject *
 k_uniform(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
@@ -957,6 +1055,7 @@ static PyMethodDef kernels_methods[] = {
     {"suppress_tokens", (PyCFunction)(void (*)(void))k_suppress_tokens, METH_FASTCALL, NULL},
     {"apply_bitmask", (PyCFunction)(void (*)(void))k_apply_bitmask, METH_FASTCALL, NULL},
     {"bad_words", (PyCFunction)(void (*)(void))k_bad_words, METH_FASTCALL, NULL},
+    {"beam_step", (PyCFunction)(void (*)(void))k_beam_step, METH_FASTCALL, NULL},
     {"uniform", (PyCFunction)(void (*)(void))k_uniform, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };

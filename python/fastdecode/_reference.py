@@ -33,7 +33,7 @@ __all__ = [
     "filter_mask",
     "repetition_penalty", "presence_frequency_penalty", "no_repeat_ngram", "logit_bias",
     "suppress_tokens", "allowed_tokens", "allowed_tokens_bitmask", "bad_words",
-    "sample_distribution", "sample", "Sampler",
+    "sample_distribution", "sample", "Sampler", "beam_step",
 ]
 
 _FLOATS = (np.float16, np.float32, np.float64)
@@ -783,3 +783,65 @@ class Sampler:
                  return_logprobs=False):
         z = self.penalized(logits, input_ids, prompt_lengths=prompt_lengths, lengths=lengths)
         return sample(z, uniform=uniform, return_logprobs=return_logprobs, **self.params)
+
+
+# ------------------------------------------------------------------------------------------------
+# beam search
+
+
+def beam_step(logits, beam_scores, k, *, group_size=None, normalize=True, logprobs=None):
+    """HF's beam step: s = lp + beam_scores[r] (float32 addition) over each group of group_size
+    rows, the k largest per group, ties by the smaller flat index (row in group) * V + token.
+
+    lp is log_softmax(logits) rounded to float32 (normalize) or the logits as float32. NumPy's exp
+    differs from the core's in the last bit, so for a bit-exact comparison pass the core's own
+    ``logprobs`` (e.g. ``fastdecode.log_softmax(logits)``); the default computes them here in
+    float64 from the float32 logits, as the core does (float32 z - max, then - log Z in float64).
+    Returns (scores float32 (G, k), rows int64 (G, k) as rows of logits, tokens int64 (G, k)).
+    """
+    x2 = np.asarray(logits)
+    if x2.ndim != 2:
+        raise ValueError(f"logits must be 2-D (rows, V), got {x2.ndim}-D")
+    x2, _ = _logits(x2)
+    R, V = x2.shape
+    gs = R if group_size is None else int(group_size)
+    if gs < 1 or R % gs:
+        raise ValueError(f"group_size must be a positive divisor of {R}, got {gs}")
+    if not 1 <= int(k) <= gs * V:
+        raise ValueError(f"k must be in [1, {gs * V}], got {k}")
+    k = int(k)
+    b = np.asarray(beam_scores, dtype=np.float64)
+    if b.shape != (R,):
+        raise ValueError(f"beam_scores must have shape ({R},), got {b.shape}")
+    b = b.astype(np.float32)
+    if np.isnan(b).any() or (b == np.inf).any():
+        raise ValueError("beam_scores must not be NaN or +inf")
+    # float32 logits; the core saturates finite float64 beyond the float32 range to +-FLT_MAX
+    big = np.finfo(np.float32).max
+    z = x2.astype(np.float64)
+    z = np.where(np.isfinite(z), np.clip(z, -big, big), z).astype(np.float32)
+    if not normalize:
+        lp = z
+    elif logprobs is not None:
+        lp = np.asarray(logprobs).astype(np.float32)
+    else:
+        lp = np.empty((R, V), dtype=np.float32)
+        for r in range(R):
+            m = np.max(z[r])
+            if m == -np.inf:
+                raise ValueError(f"logits row {r} has no finite value")
+            d = (z[r] - m).astype(np.float64)  # a float32 subtraction, exact in float64
+            lp[r] = (d - np.log(np.exp(d).sum())).astype(np.float32)
+    s = lp + b[:, None]  # float32 + float32: one float32 rounding, as torch
+    G = R // gs
+    out_s = np.empty((G, k), dtype=np.float32)
+    out_r = np.empty((G, k), dtype=np.int64)
+    out_t = np.empty((G, k), dtype=np.int64)
+    for g in range(G):
+        flat = s[g * gs:(g + 1) * gs].reshape(-1)
+        order = np.lexsort((np.arange(flat.size), -flat))[:k]
+        out_s[g] = flat[order]
+        out_r[g] = g * gs + order // V
+        out_t[g] = order % V
+    return out_s, out_r, out_t
+

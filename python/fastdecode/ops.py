@@ -26,6 +26,7 @@ import numpy as np
 from . import _kernels as _k
 from ._array import (
     Logits,
+    _is_torch,
     as_id_list,
     as_ids_matrix,
     as_logits,
@@ -41,7 +42,7 @@ __all__ = [
     "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_n_sigma",
     "repetition_penalty", "presence_frequency_penalty", "no_repeat_ngram", "logit_bias",
     "suppress_tokens", "allowed_tokens", "allowed_tokens_bitmask", "pack_bitmask", "bad_words",
-    "argmax", "sample",
+    "argmax", "sample", "beam_step",
 ]
 
 _NEG_INF = float("-inf")
@@ -671,3 +672,103 @@ def sample(logits: Any, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 
     if return_logprobs:
         return lg.wrap_rows(tokens), lg.wrap_rows(lp)
     return lg.wrap_rows(tokens)
+
+
+# --------------------------------------------------------------------------------------------
+# beam search
+
+
+def _beam_scores(v: Any, rows: int) -> np.ndarray:
+    """beam_scores as a contiguous float32 (rows,) array; NaN / +inf rejected (-inf allowed)."""
+    if _is_torch(v):
+        if v.device.type != "cpu":
+            raise ValueError(f"beam_scores is on device {v.device}; pass beam_scores.cpu()")
+        v = v.detach().float().numpy()
+    a = np.asarray(v)
+    if a.dtype.kind not in "iuf" and a.dtype.name != "bfloat16":
+        raise TypeError(f"beam_scores must be an array of floats, got {a.dtype}")
+    if a.shape != (rows,):
+        raise ValueError(f"beam_scores must have shape ({rows},), one score per row of logits, "
+                         f"got {a.shape}")
+    with np.errstate(over="ignore"):  # a float64 beyond the float32 range becomes inf: caught below
+        b = np.ascontiguousarray(a, dtype=np.float32)
+    bad = np.isnan(b) | (b == np.inf)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"beam_scores[{r}] is {a[r]!r}: NaN and +inf (also after rounding to "
+                         "float32) are not allowed; -inf is")
+    return b
+
+
+def _count(v: Any, name: str) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    return int(v)
+
+
+def beam_step(logits: Any, beam_scores: Any, k: int, *, group_size: int | None = None,
+              normalize: bool = True, dtype: str | None = None) -> tuple[Any, Any, Any]:
+    """One beam-search step: the ``k`` best (beam, token) continuations of each group of beams.
+
+    Parameters
+    ----------
+    logits : array_like, shape (R, V)
+        The next-token logits of every beam (float32/float64/float16/bfloat16, as every op).
+        Rows ``g * group_size .. (g + 1) * group_size - 1`` are the beams of group ``g``.
+    beam_scores : array_like, shape (R,)
+        The running score of every beam (rounded to float32). ``-inf`` is allowed (a dead beam);
+        NaN and ``+inf`` raise ``ValueError``.
+    k : int
+        How many continuations to return per group, ``1 <= k <= group_size * V`` (Hugging Face
+        asks for ``2 * num_beams``).
+    group_size : int, optional
+        Beams per group (``num_beams``); must divide R. Default: all R rows form one group.
+    normalize : bool, default True
+        Take the log-softmax of each row first. False: the logits are already log-probabilities
+        (e.g. after processors that set some to ``-inf``) and are used as they are.
+
+    Returns
+    -------
+    scores : float32 array (G, k)
+        ``s = lp + beam_scores[row]``, best first, G = R / group_size.
+    rows : int64 array (G, k)
+        The beam each continuation extends, as a row index of ``logits`` (0 .. R - 1, not
+        relative to the group).
+    tokens : int64 array (G, k)
+        The token each continuation appends.
+
+    torch CPU logits give torch tensors.
+
+    Notes
+    -----
+    This is Hugging Face's beam step: ``log_softmax(logits, -1) + beam_scores[:, None]``, viewed
+    as ``(G, group_size * V)``, then ``topk(k)``. ``lp`` is bit for bit the float32 value of
+    :func:`log_softmax` (normalize) or the logit as float32, and the addition is one float32
+    addition, as torch does on float32 tensors. Order: larger ``s`` first; equal ``s`` by the
+    smaller flat index ``(row - g * group_size) * V + token`` first (torch.topk leaves this order
+    unspecified). ``-inf`` scores are ranked last and returned like any other, so a group with
+    fewer than ``k`` finite scores still yields ``k`` entries. With ``normalize``, a row whose
+    logits are all ``-inf`` raises ``ValueError``, as :func:`log_softmax` does (HF's log_softmax
+    would give NaN there). No vocabulary sort: a bounded heap of the k best, with whole 64-token
+    blocks, and whole rows, skipped when their maximum cannot beat the current k-th best.
+    """
+    lg = as_logits(logits, dtype=dtype)
+    if lg.one_d:
+        raise ValueError("logits must be 2-D (rows, V) for beam_step: one row per beam")
+    R, V = lg.array.shape
+    kk = _count(k, "k")
+    if group_size is None:
+        if R == 0:
+            raise ValueError("logits has no rows: pass group_size to get empty results")
+        gs = R
+    else:
+        gs = _count(group_size, "group_size")
+        if gs < 1 or R % gs:
+            raise ValueError(f"group_size must be a positive divisor of the {R} rows of logits, "
+                             f"got {gs}")
+    if not 1 <= kk <= gs * V:
+        raise ValueError(f"k must be in [1, group_size * V] = [1, {gs * V}], got {kk}")
+    b = _beam_scores(beam_scores, R)
+    s, rows, tokens = _k.beam_step(lg.array, b, kk, gs, bool(normalize), _threads[0])
+    return lg.wrap_float(s), lg.wrap_float(rows), lg.wrap_float(tokens)
+

@@ -236,6 +236,30 @@ size_t fd_sample_workspace(int64_t n_cols);
 fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_rng_args *rng,
                     int64_t *tokens, double *logprob, void *ws, fd_errinfo *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * beam.c: the beam-search step.
+ * --------------------------------------------------------------------------------------------- */
+
+/* Scratch for fd_beam_step on rows of n_cols logits and k results per group. */
+size_t fd_beam_step_workspace(int64_t n_cols, int64_t k);
+/* For each group g of group_size consecutive rows of `in` (group_size >= 1 dividing n_rows,
+ * else FD_ESHAPE), the k best (1 <= k <= group_size * n_cols, else FD_EINVAL) of
+ *   s(r, t) = lp(r, t) + beam_scores[r]      (float32 addition)
+ * over the rows r of the group and tokens t, where lp is the float32 log_softmax of the row (bit
+ * for bit what fd_softmax with temperature 1 and log != 0 gives, rounded to float32) when
+ * normalize != 0, else the logit itself as float32. Written best first to out_scores[g * k + j],
+ * out_rows[g * k + j] (the row of `in`, 0 .. n_rows - 1) and out_tokens[g * k + j]. Order: larger
+ * s first, equal s by smaller flat index (r - g * group_size) * n_cols + t first (torch.topk over
+ * the flattened group, with its tie order made deterministic). -inf scores are ranked last and
+ * returned like any other when fewer than k are finite. beam_scores[r] may be -inf; NaN or +inf
+ * gives FD_EINVAL with err->row = r. NaN / +inf logits give FD_ENAN / FD_EPOSINF; with normalize,
+ * a row of all -inf gives FD_ENOFINITE (as log_softmax). Rows are checked in order (beam score,
+ * then logits); groups before the failing row's group have been written. ws: at least
+ * fd_beam_step_workspace(n_cols, k) bytes, 64-byte aligned. */
+fd_status fd_beam_step(const fd_rows *in, const float *beam_scores, int64_t group_size, int64_t k,
+                       int normalize, float *out_scores, int64_t *out_rows, int64_t *out_tokens,
+                       void *ws, fd_errinfo *err);
+
 #ifdef __cplusplus
 }
 #endif
