@@ -423,14 +423,8 @@ def _top_n(lsm: np.ndarray, n: int, top_lp: np.ndarray, top_id: np.ndarray, acti
            step: int) -> None:
     A, V = lsm.shape
     n_eff = min(n, V)
-    if hasattr(ops, "beam_step"):
-        sc, _, tk = ops.beam_step(lsm, np.zeros(A, np.float32), n_eff, group_size=1, normalize=False)
-    else:  # pragma: no cover - until the beam kernel lands
-        part = np.argpartition(-lsm, n_eff - 1, axis=1)[:, :n_eff]
-        vals = np.take_along_axis(lsm, part, 1)
-        order = np.lexsort((part, -vals), axis=1) if False else np.argsort(-vals, axis=1, kind="stable")
-        tk = np.take_along_axis(part, order, 1)
-        sc = np.take_along_axis(vals, order, 1)
+    # the beam step with zero scores and one row per group is exactly "the n best per row"
+    sc, _, tk = ops.beam_step(lsm, np.zeros(A, np.float32), n_eff, group_size=1, normalize=False)
     top_lp[active, step, :n_eff] = sc
     top_id[active, step, :n_eff] = tk
 
