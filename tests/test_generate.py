@@ -614,3 +614,24 @@ def test_keyboard_interrupt_inside_the_model_while_streaming():
     assert st.result.finish_reasons == [None, None, None]
     full = fd.generate(Bigram(table), PROMPTS, max_new_tokens=1)
     assert np.array_equal(st.result.sequences, full.sequences)
+
+
+def test_greedy_on_a_transformers_model_equals_hf_generate():
+    torch = pytest.importorskip("torch", reason="torch is in the test extra")
+    transformers = pytest.importorskip("transformers", reason="transformers is in the test extra")
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                   bos_token_id=0, eos_token_id=1, pad_token_id=2)
+    hf = transformers.LlamaForCausalLM(cfg).eval()
+    prompts = torch.tensor([[5, 17, 33, 8], [40, 41, 42, 43]])
+    with torch.no_grad():
+        ref = hf.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=15,
+                          do_sample=False, eos_token_id=None, pad_token_id=2)
+
+        def model(ids):  # plain callables get NumPy ids; the output's .logits tensor is unwrapped
+            return hf(torch.from_numpy(ids))
+
+        r = fd.generate(hf, prompts, max_new_tokens=15)  # a torch.nn.Module is given torch ids
+        r2 = fd.generate(model, prompts.numpy(), max_new_tokens=15)
+    assert r.sequences.tolist() == ref.tolist() == r2.sequences.tolist()
