@@ -35,11 +35,13 @@ from .ops import (
 )
 from . import models
 from .processors import Sampler
+from .beam import BeamSearchResult, beam_search
 from .generate import GenerateResult, GenerationStream, StreamEvent, generate, stream
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BeamSearchResult",
     "GIL_MINSIZE",
     "GenerateResult",
     "GenerationStream",
@@ -49,6 +51,7 @@ __all__ = [
     "allowed_tokens_bitmask",
     "argmax",
     "bad_words",
+    "beam_search",
     "beam_step",
     "entropy",
     "epsilon_cutoff",
