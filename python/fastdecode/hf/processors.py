@@ -1,0 +1,878 @@
+"""Drop-in Hugging Face logits processors backed by fastdecode's C kernels.
+
+Each class bears the name of a transformers 5.23 class and subclasses it: the constructor signature,
+argument validation (same exceptions, same messages) and attributes are HF's own, so
+``LogitsProcessorList`` and ``model.generate(..., logits_processor=LogitsProcessorList([...]))``
+take them as they take HF's. Only ``__call__(input_ids, scores)`` is replaced: instead of torch's
+sort, softmax and cumsum over the vocabulary it makes one fastdecode kernel call on a zero-copy
+NumPy view of the CPU tensor and hands back a new tensor (the input is never modified).
+
+Equality with HF, float32 scores (what ``generate`` feeds processors: it upcasts the logits):
+
+* temperature, repetition penalty, sequence bias: the same float32 arithmetic, bit for bit;
+* top-k, no-repeat n-gram, bad words, min length / min new tokens, suppress tokens: the same
+  ``-inf`` masks;
+* top-p, min-p, typical, epsilon, eta: the same masks, removed tokens set to ``filter_value``,
+  except (a) which members of a tie group straddling the cut are kept: HF's choice follows
+  ``torch.sort``/``torch.topk``, which are stable only on rows of up to 16 tokens; fastdecode makes
+  HF's choice there and a fixed one on longer rows (top-p: the highest ids of the group, the
+  ``min_tokens_to_keep`` of min-p and typical: the lowest), and (b) a token whose probability
+  lies within float32 rounding of the threshold: HF sums probabilities in float32 in sorted
+  order, fastdecode in float64.
+
+float16 / bfloat16 scores: HF's classes compute on them in half precision (softmax, cumsum and
+entropy rounded to 11 or 8 significant bits); fastdecode converts each value to float32 exactly,
+decides in float32/float64 and writes half-precision results. Temperature, penalties, bias and
+every mask that needs no probability (top-k, n-gram, bad words, suppress, min length) are equal
+to HF's on half tensors; the probability-based filters equal HF applied to the float32 upcast
+(rounded back), and can differ from HF-in-half-precision where the threshold falls within half
+precision rounding of a token's probability or cumulative mass.
+
+Tensors on another device (CUDA) raise ``ValueError`` unless the processor was built with
+``allow_copy=True``: then scores (and ``input_ids``) are copied to the CPU and the result back to
+the scores' device, every step. Histories holding ids ``>= V`` (an embedding table larger than
+the LM head) are handled as HF handles them: they penalise, ban or match nothing inside the
+vocabulary.
+
+Also here: :class:`TopNSigmaLogitsWarper` and :class:`FastdecodeLogitsProcessor` (a whole
+:class:`fastdecode.Sampler` fused into one processor), which HF lacks, and
+:func:`from_generation_config`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from transformers import GenerationConfig
+from transformers.generation import logits_process as _hf
+
+from .. import ops
+from ..processors import Sampler
+
+__all__ = [
+    "TemperatureLogitsWarper",
+    "TopKLogitsWarper",
+    "TopPLogitsWarper",
+    "MinPLogitsWarper",
+    "TypicalLogitsWarper",
+    "EpsilonLogitsWarper",
+    "EtaLogitsWarper",
+    "TopNSigmaLogitsWarper",
+    "RepetitionPenaltyLogitsProcessor",
+    "NoRepeatNGramLogitsProcessor",
+    "SequenceBiasLogitsProcessor",
+    "NoBadWordsLogitsProcessor",
+    "MinLengthLogitsProcessor",
+    "MinNewTokensLengthLogitsProcessor",
+    "SuppressTokensLogitsProcessor",
+    "FastdecodeLogitsProcessor",
+    "from_generation_config",
+]
+
+_NEG_INF = -float("Inf")
+
+_ALLOW_COPY_DOC = """
+    allow_copy : bool, default False
+        Accept scores on another device (CUDA) by copying them to the CPU and the result back,
+        every call. Without it such tensors raise ``ValueError``."""
+
+_FILTER_DOC = """
+    filter_value : float, default -inf
+        Written to removed tokens (rounded to the scores' dtype).
+    min_tokens_to_keep : int, default 1
+        At least this many of the highest scores survive.""" + _ALLOW_COPY_DOC
+
+
+class _KernelProcessor(_hf.LogitsProcessor):
+    """The shared ``__call__``: device and shape checks around the subclass's ``_apply``."""
+
+    # fastdecode processors take 2-D (batch, vocab) scores, not continuous batching's 3-D ones
+    supports_continuous_batching = False
+    allow_copy = False
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        device = scores.device
+        if device.type != "cpu":
+            if not self.allow_copy:
+                raise ValueError(
+                    f"scores is on device {device}; fastdecode's kernels run on CPU memory. Build "
+                    f"{type(self).__name__}(..., allow_copy=True) to copy scores to the CPU and "
+                    "back on every call, or use transformers' own class on that device."
+                )
+            scores = scores.cpu()
+            if isinstance(input_ids, torch.Tensor):
+                input_ids = input_ids.cpu()
+        if scores.dim() != 2:
+            raise ValueError(f"scores must be 2-D (batch, vocab), got shape {tuple(scores.shape)}")
+        if not scores.is_floating_point():
+            raise TypeError(f"scores must be a floating-point tensor, got {scores.dtype}")
+        out = self._apply(input_ids, scores)
+        return out if device.type == "cpu" else out.to(device)
+
+    def _apply(self, input_ids: Any, scores: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+def _ids(input_ids: Any) -> np.ndarray:
+    """The history as a 2-D int64 NumPy array (a view of a CPU tensor where possible)."""
+    if isinstance(input_ids, torch.Tensor):
+        input_ids = input_ids.detach().cpu().numpy()
+    a = np.asarray(input_ids)
+    return a.reshape(1, -1) if a.ndim == 1 else a
+
+
+def _spare_columns(ids: np.ndarray, vocab: int, *, negative: bool = False) -> tuple[np.ndarray, int]:
+    """Maps history ids ``>= vocab`` (and negative ones with `negative`) to distinct spare columns
+    ``vocab, vocab + 1, ...``, as HF's spare column absorbs ids beyond the LM head. Returns the
+    ids (unchanged when all are in range) and the number of spare columns."""
+    bad = ids >= vocab
+    if negative:
+        bad |= ids < 0
+    if not bad.any():
+        return ids, 0
+    uniq, inv = np.unique(ids[bad], return_inverse=True)
+    out = ids.astype(np.int64, copy=True)
+    out[bad] = vocab + inv.reshape(-1)
+    return out, int(uniq.size)
+
+
+def _with_spares(scores: torch.Tensor, extra: int, fn) -> torch.Tensor:
+    """Runs ``fn`` on scores widened by `extra` spare columns and drops them again."""
+    if extra == 0:
+        return fn(scores)
+    vocab = scores.shape[-1]
+    return fn(torch.nn.functional.pad(scores, (0, extra)))[:, :vocab].contiguous()
+
+
+def _filter(op, proc, scores: torch.Tensor, param: Any, min_keep: int | None = None) -> torch.Tensor:
+    """One filter kernel call with the processor's ``filter_value`` and ``min_tokens_to_keep``."""
+    keep = proc.min_tokens_to_keep if min_keep is None else min_keep
+    return op(scores, param, min_tokens_to_keep=keep, filter_value=proc.filter_value)
+
+
+def _eos_ids(eos: torch.Tensor, vocab: int) -> np.ndarray:
+    """EOS ids inside [0, vocab) (HF's ``isin`` over the vocabulary ignores the others)."""
+    e = eos.detach().cpu().numpy().reshape(-1).astype(np.int64)
+    return e[(e >= 0) & (e < vocab)]
+
+
+# ------------------------------------------------------------------------------------------------
+# warpers
+
+
+class TemperatureLogitsWarper(_KernelProcessor, _hf.TemperatureLogitsWarper):
+    __doc__ = """``scores / temperature`` (HF ``TemperatureLogitsWarper``).
+
+    Parameters
+    ----------
+    temperature : float
+        Strictly positive float; 0 raises ``ValueError`` as in HF (fastdecode's functions read 0
+        as greedy, this class does not).""" + _ALLOW_COPY_DOC + """
+
+    Notes
+    -----
+    One IEEE division per element by the temperature rounded to the scores' dtype (float32 for
+    float16/bfloat16 scores, then rounded to the half type), which is what torch computes:
+    bit-identical to HF on every dtype.
+    """
+
+    def __init__(self, temperature: float, *, allow_copy: bool = False):
+        super().__init__(temperature)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        x = scores.detach()
+        if x.dtype in (torch.float32, torch.float64):
+            a = x.numpy()
+            return torch.from_numpy(np.divide(a, a.dtype.type(self.temperature)))
+        a = x.float().numpy()
+        return torch.from_numpy(np.divide(a, np.float32(self.temperature))).to(x.dtype)
+
+
+class TopKLogitsWarper(_KernelProcessor, _hf.TopKLogitsWarper):
+    __doc__ = """Keep the ``top_k`` highest scores (HF ``TopKLogitsWarper``), by radix selection, no sort.
+
+    Parameters
+    ----------
+    top_k : int
+        Strictly positive (0 raises ``ValueError`` as in HF).
+    filter_value : float, default -inf
+    min_tokens_to_keep : int, default 1
+        ``k = max(top_k, min_tokens_to_keep)``, clipped to the vocabulary.""" + _ALLOW_COPY_DOC + """
+
+    Notes
+    -----
+    Every score tied with the k-th highest is kept (HF removes ``scores < topk(scores, k)[-1]``):
+    equal to HF on every dtype, ties included.
+    """
+
+    def __init__(self, top_k: int, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
+                 allow_copy: bool = False):
+        super().__init__(top_k, filter_value, min_tokens_to_keep)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        return _filter(ops.top_k, self, scores, self.top_k, min_keep=1)  # top_k holds the max
+
+
+class TopPLogitsWarper(_KernelProcessor, _hf.TopPLogitsWarper):
+    __doc__ = """Nucleus filter (HF ``TopPLogitsWarper``), sort-free.
+
+    Parameters
+    ----------
+    top_p : float in [0, 1]""" + _FILTER_DOC + """
+
+    Notes
+    -----
+    Keeps the smallest top set whose mass reaches ``top_p`` (the token that crosses it is kept);
+    ``top_p = 0`` keeps the top ``min_tokens_to_keep``. A tie group split by the cut keeps its
+    highest ids (HF's stable-sort choice on rows of up to 16 tokens; beyond that HF's choice is
+    whatever ``torch.sort`` returns).
+
+    ``top_p = 1.0`` runs HF's own implementation: there HF removes the tokens whose float32
+    softmax probability underflows to 0 (``cumsum <= 0``), an effect of torch's exp and
+    normalisation that fastdecode's kernels do not reproduce (``fastdecode.top_p(x, 1.0)`` is a
+    no-op). ``generate`` never builds this warper with ``top_p = 1.0``.
+    """
+
+    def __init__(self, top_p: float, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
+                 allow_copy: bool = False):
+        super().__init__(top_p, filter_value, min_tokens_to_keep)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        if self.top_p >= 1.0:
+            return _hf.TopPLogitsWarper.__call__(self, input_ids, scores)
+        return _filter(ops.top_p, self, scores, self.top_p)
+
+
+class MinPLogitsWarper(_KernelProcessor, _hf.MinPLogitsWarper):
+    __doc__ = """Keep tokens with ``prob >= min_p * max prob`` (HF ``MinPLogitsWarper``), without a softmax.
+
+    Parameters
+    ----------
+    min_p : float in [0, 1]""" + _FILTER_DOC + """
+
+    Notes
+    -----
+    Decided in logit space, ``score - max < ln(min_p)``. The ``min_tokens_to_keep`` highest scores
+    survive; among tied scores the lowest ids (HF takes ``torch.topk``'s, which is unspecified).
+    ``min_p = 0`` returns the scores unchanged, ``-inf`` entries included, as HF does.
+    """
+
+    def __init__(self, min_p: float, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
+                 allow_copy: bool = False):
+        super().__init__(min_p, filter_value, min_tokens_to_keep)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        if self.min_p == 0:  # HF: probs < 0 never holds, so nothing is written, -inf included
+            return scores.clone()
+        return _filter(ops.min_p, self, scores, float(self.min_p))
+
+
+class TypicalLogitsWarper(_KernelProcessor, _hf.TypicalLogitsWarper):
+    __doc__ = """Locally typical filter (HF ``TypicalLogitsWarper``), sort-free.
+
+    Parameters
+    ----------
+    mass : float in (0, 1), default 0.9""" + _FILTER_DOC + """
+
+    Notes
+    -----
+    With ``H`` the entropy and ``s = |-log p - H|``, the tokens nearest the entropy are kept until
+    their mass reaches ``mass``; every token with ``s`` equal to the crossing token's is kept, as in
+    HF. ``min_tokens_to_keep`` keeps the first tokens by ``s`` (lowest ids among ties).
+    """
+
+    def __init__(self, mass: float = 0.9, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1,
+                 *, allow_copy: bool = False):
+        super().__init__(mass, filter_value, min_tokens_to_keep)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        return _filter(ops.typical_p, self, scores, self.mass)
+
+
+class EpsilonLogitsWarper(_KernelProcessor, _hf.EpsilonLogitsWarper):
+    __doc__ = """Remove tokens with probability below ``epsilon`` (HF ``EpsilonLogitsWarper``).
+
+    Parameters
+    ----------
+    epsilon : float in (0, 1)""" + _FILTER_DOC + """
+
+    Notes
+    -----
+    ``epsilon`` is rounded to float32 first, as torch does when it compares float32 probabilities
+    with it. Tokens at or above the ``min_tokens_to_keep``-th highest score always survive.
+    """
+
+    def __init__(self, epsilon: float, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
+                 allow_copy: bool = False):
+        super().__init__(epsilon, filter_value, min_tokens_to_keep)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        return _filter(ops.epsilon_cutoff, self, scores, float(np.float32(self.epsilon)))
+
+
+class EtaLogitsWarper(_KernelProcessor, _hf.EtaLogitsWarper):
+    __doc__ = """Entropy-dependent cutoff ``min(epsilon, sqrt(epsilon) * exp(-H))`` (HF ``EtaLogitsWarper``).
+
+    Parameters
+    ----------
+    epsilon : float in (0, 1)
+    filter_value : float, default -inf
+    min_tokens_to_keep : int, default 1
+    device : str, default "cpu"
+        Where HF keeps its epsilon tensor (kept for signature compatibility).""" + _ALLOW_COPY_DOC + """
+
+    Notes
+    -----
+    ``epsilon`` is HF's float32 tensor value; the entropy is summed in float64.
+    """
+
+    def __init__(self, epsilon: float, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1,
+                 device: str = "cpu", *, allow_copy: bool = False):
+        super().__init__(epsilon, filter_value, min_tokens_to_keep, device)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        return _filter(ops.eta_cutoff, self, scores, float(self.epsilon))
+
+
+class TopNSigmaLogitsWarper(_KernelProcessor):
+    __doc__ = """Keep scores within ``n`` standard deviations of the maximum (top-n-sigma; HF has none).
+
+    Tang et al. 2024, "Top-nσ: Not All Logits Are You Need" (arXiv 2411.07641); llama.cpp's
+    ``top_n_sigma`` sampler.
+
+    Parameters
+    ----------
+    n : float
+        Strictly positive and finite (``ValueError`` otherwise, in HF's style; the functional
+        ``fastdecode.top_n_sigma`` reads ``n <= 0`` as "disabled").""" + _FILTER_DOC + """
+
+    Notes
+    -----
+    Keeps ``z >= max - n * sigma``, ``sigma`` the population standard deviation of the row's finite
+    scores, plus the ``min_tokens_to_keep`` highest. Invariant to temperature, so its place in a
+    list before or after ``TemperatureLogitsWarper`` does not matter.
+    """
+
+    def __init__(self, n: float, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
+                 allow_copy: bool = False):
+        n = float(n)
+        if not (n > 0 and math.isfinite(n)):
+            raise ValueError(f"`n` has to be a strictly positive finite float, but is {n}")
+        if not isinstance(min_tokens_to_keep, int) or min_tokens_to_keep < 1:
+            raise ValueError(
+                f"`min_tokens_to_keep` has to be a positive integer, but is {min_tokens_to_keep}")
+        self.n = n
+        self.filter_value = filter_value
+        self.min_tokens_to_keep = min_tokens_to_keep
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        return _filter(ops.top_n_sigma, self, scores, self.n)
+
+
+# ------------------------------------------------------------------------------------------------
+# penalties and constraints
+
+
+class RepetitionPenaltyLogitsProcessor(_KernelProcessor, _hf.RepetitionPenaltyLogitsProcessor):
+    __doc__ = """CTRL repetition penalty over the history (HF ``RepetitionPenaltyLogitsProcessor``).
+
+    Parameters
+    ----------
+    penalty : float
+        Strictly positive float; every distinct token of the history gets ``z * penalty`` if
+        ``z < 0`` else ``z / penalty``, once however often it repeats.
+    prompt_ignore_length : int or 1-D LongTensor, optional
+        Leading tokens of the history (per row for a tensor) that are not
+        penalised.""" + _ALLOW_COPY_DOC + """
+
+    Notes
+    -----
+    One float32 multiply or divide per penalised token with the penalty rounded to float32, which
+    is torch's arithmetic: bit-identical to HF on float32 and on half tensors. History ids
+    ``>= V`` are ignored, as in HF. Only 2-D scores (HF's 3-D continuous-batching path is not
+    provided).
+    """
+
+    def __init__(self, penalty: float, prompt_ignore_length: int | torch.Tensor | None = None, *,
+                 allow_copy: bool = False):
+        super().__init__(penalty, prompt_ignore_length)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        ids = _ids(input_ids)
+        skip = self.prompt_ignore_length
+        if isinstance(skip, torch.Tensor):
+            if ids.shape[0] != skip.shape[0]:
+                raise ValueError("Incompatible `prompt_ignore_length` batch size")
+            skip = skip.detach().cpu().numpy().clip(min=0)
+        elif not isinstance(skip, int):  # HF ignores anything but an int or a tensor
+            skip = None
+        ids, extra = _spare_columns(ids, scores.shape[-1])
+        return _with_spares(scores, extra, lambda s: ops.repetition_penalty(
+            s, ids, float(self.penalty), prompt_ignore_length=skip))
+
+
+class NoRepeatNGramLogitsProcessor(_KernelProcessor, _hf.NoRepeatNGramLogitsProcessor):
+    __doc__ = """Ban every token that would repeat an n-gram of the history (HF ``NoRepeatNGram...``).
+
+    Parameters
+    ----------
+    ngram_size : int
+        Strictly positive.""" + _ALLOW_COPY_DOC + """
+
+    Notes
+    -----
+    Banned tokens get ``-inf``; nothing is banned while the history is shorter than
+    ``ngram_size`` (the scores are returned as they are, as HF returns them). History ids ``>= V``
+    take part in the matching but are never banned, as in HF.
+    """
+
+    def __init__(self, ngram_size: int, *, allow_copy: bool = False):
+        super().__init__(ngram_size)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        if input_ids.shape[-1] < self.ngram_size:
+            return scores
+        ids, extra = _spare_columns(_ids(input_ids), scores.shape[-1])
+        return _with_spares(scores, extra, lambda s: ops.no_repeat_ngram(s, ids, self.ngram_size))
+
+
+def _check_vocab(sequences, vocab: int) -> None:
+    """HF's first-call check that every biased token lies inside the vocabulary."""
+    invalid = [t for seq in sequences for t in seq if t >= vocab]
+    if invalid:
+        raise ValueError(
+            f"The model vocabulary size is {vocab}, but the following tokens were being biased: {invalid}"
+        )
+
+
+class SequenceBiasLogitsProcessor(_KernelProcessor, _hf.SequenceBiasLogitsProcessor):
+    __doc__ = """Bias a token when it would complete a given sequence (HF ``SequenceBiasLogitsProcessor``).
+
+    Parameters
+    ----------
+    sequence_bias : list of [list of int, float]
+        ``[[token_ids, bias], ...]`` (or HF's legacy dict ``{tuple(token_ids): bias}``). A
+        one-token sequence is always biased; a longer one biases its last token when the history
+        ends with the rest of it.""" + _ALLOW_COPY_DOC + """
+
+    Notes
+    -----
+    The per-row biases of the biased tokens are accumulated exactly as HF accumulates them (in
+    the scores' dtype, one-token sequences first, then the longer ones grouped by prefix length),
+    then added by one kernel call: bit-identical to HF on every dtype. A bias of ``+inf`` or NaN
+    (also from ``-inf + inf`` of two sequences) raises ``ValueError``: HF would write ``+inf`` or
+    NaN scores.
+    """
+
+    def __init__(self, sequence_bias: list[list[list[int] | float]], *, allow_copy: bool = False):
+        super().__init__(sequence_bias)
+        self.allow_copy = bool(allow_copy)
+        items = list(self.sequence_bias.items())
+        cols = np.unique(np.array([seq[-1] for seq, _ in items], dtype=np.int64))
+        col_of = {int(t): i for i, t in enumerate(cols)}
+        singles = [(col_of[seq[0]], b) for seq, b in items if len(seq) == 1]
+        groups: dict[int, list] = {}
+        for seq, b in items:
+            if len(seq) > 1:
+                groups.setdefault(len(seq) - 1, []).append((seq, b))
+        self._columns = cols
+        self._singles = (torch.tensor([c for c, _ in singles], dtype=torch.long),
+                         torch.tensor([b for _, b in singles], dtype=torch.float))
+        self._groups = [
+            (torch.tensor([seq[:-1] for seq, _ in g]),
+             torch.tensor([col_of[seq[-1]] for seq, _ in g], dtype=torch.long),
+             torch.tensor([b for _, b in g], dtype=torch.float))
+            for g in groups.values()
+        ]
+
+    def _apply(self, input_ids, scores):
+        _check_vocab(self.sequence_bias, scores.shape[-1])
+        ids = input_ids.detach().cpu() if isinstance(input_ids, torch.Tensor) else torch.as_tensor(input_ids)
+        bias = torch.zeros((scores.shape[0], self._columns.size), dtype=scores.dtype)
+        cols, vals = self._singles
+        if cols.numel():
+            bias[:, cols] += vals
+        for prefixes, cols, vals in self._groups:
+            n = prefixes.shape[1]
+            if n > ids.shape[1]:  # the prefix is longer than the history
+                continue
+            matching = (ids[:, None, -n:] == prefixes).all(dim=-1)
+            bias.index_add_(1, cols, torch.where(matching, vals, 0.0).to(bias.dtype))
+        try:
+            return ops.logit_bias(scores, (self._columns, bias.double().numpy()))
+        except ValueError as exc:
+            raise ValueError(f"sequence_bias: {exc}") from None
+
+
+class NoBadWordsLogitsProcessor(_KernelProcessor, _hf.NoBadWordsLogitsProcessor):
+    __doc__ = """Never generate the given token sequences (HF ``NoBadWordsLogitsProcessor``).
+
+    Parameters
+    ----------
+    bad_words_ids : list of list of int
+        A one-token word is always banned; a longer word bans its last token when the history
+        ends with the rest of it.
+    eos_token_id : int, list of int or tensor, optional
+        One-token words equal to an EOS id are dropped, as in transformers 5.23 (longer words
+        containing EOS are kept).""" + _ALLOW_COPY_DOC + """
+
+    Notes
+    -----
+    Banned tokens get ``-inf`` (HF adds a ``-inf`` bias). Words are matched in C; history ids
+    outside the vocabulary match nothing, as in HF.
+    """
+
+    def __init__(self, bad_words_ids: list[list[int]],
+                 eos_token_id: int | list[int] | torch.Tensor | None = None, *, allow_copy: bool = False):
+        super().__init__(bad_words_ids, eos_token_id)
+        self.allow_copy = bool(allow_copy)
+        # HF accepts an empty word and bans nothing for it (its dict validation is not run here)
+        self._words = [list(seq) for seq in self.sequence_bias if len(seq)]
+
+    def _apply(self, input_ids, scores):
+        vocab = scores.shape[-1]
+        _check_vocab(self._words, vocab)
+        if not self._words:
+            return scores.clone()
+        ids, extra = _spare_columns(_ids(input_ids), vocab, negative=True)
+        return _with_spares(scores, extra, lambda s: ops.bad_words(s, ids, self._words))
+
+
+def _ban_eos(scores: torch.Tensor, eos: torch.Tensor, active: bool) -> torch.Tensor:
+    if not active:
+        return scores.clone()  # HF returns a copy either way
+    return ops.suppress_tokens(scores, _eos_ids(eos, scores.shape[-1]))
+
+
+class MinLengthLogitsProcessor(_KernelProcessor, _hf.MinLengthLogitsProcessor):
+    __doc__ = """EOS gets ``-inf`` while the history is shorter than ``min_length`` (HF ``MinLength...``).
+
+    Parameters
+    ----------
+    min_length : int
+        Non-negative; counts the prompt.
+    eos_token_id : int, list of int or tensor
+    device : str, default "cpu"
+        Kept for signature compatibility.""" + _ALLOW_COPY_DOC + """
+    """
+
+    def __init__(self, min_length: int, eos_token_id: int | list[int] | torch.Tensor,
+                 device: str = "cpu", *, allow_copy: bool = False):
+        super().__init__(min_length, eos_token_id, device)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        return _ban_eos(scores, self.eos_token_id, input_ids.shape[-1] < self.min_length)
+
+
+class MinNewTokensLengthLogitsProcessor(_KernelProcessor, _hf.MinNewTokensLengthLogitsProcessor):
+    __doc__ = """EOS gets ``-inf`` until ``min_new_tokens`` new tokens (HF ``MinNewTokensLength...``).
+
+    Parameters
+    ----------
+    prompt_length_to_skip : int
+        The prompt length: new tokens are ``input_ids.shape[-1] - prompt_length_to_skip``.
+    min_new_tokens : int
+    eos_token_id : int, list of int or tensor
+        Ids outside the vocabulary are ignored, as HF's ``isin`` ignores them.
+    device : str, default "cpu"
+        Kept for signature compatibility.""" + _ALLOW_COPY_DOC + """
+    """
+
+    def __init__(self, prompt_length_to_skip: int, min_new_tokens: int,
+                 eos_token_id: int | list[int] | torch.Tensor, device: str = "cpu", *,
+                 allow_copy: bool = False):
+        super().__init__(prompt_length_to_skip, min_new_tokens, eos_token_id, device)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        new_tokens = input_ids.shape[-1] - self.prompt_length_to_skip
+        return _ban_eos(scores, self.eos_token_id, new_tokens < self.min_new_tokens)
+
+
+class SuppressTokensLogitsProcessor(_KernelProcessor, _hf.SuppressTokensLogitsProcessor):
+    __doc__ = """The given tokens get ``-inf`` in every row (HF ``SuppressTokensLogitsProcessor``).
+
+    Parameters
+    ----------
+    suppress_tokens : iterable of int
+        Ids outside the vocabulary are ignored, as in HF.
+    device : str, default "cpu"
+        Kept for signature compatibility.""" + _ALLOW_COPY_DOC + """
+    """
+
+    def __init__(self, suppress_tokens, device: str = "cpu", *, allow_copy: bool = False):
+        super().__init__(suppress_tokens, device)
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        return ops.suppress_tokens(scores, _eos_ids(self.suppress_tokens, scores.shape[-1]))
+
+
+# ------------------------------------------------------------------------------------------------
+# a whole Sampler as one processor
+
+
+class FastdecodeLogitsProcessor(_KernelProcessor):
+    __doc__ = """A :class:`fastdecode.Sampler`'s penalties, temperature and filters as one processor.
+
+    ``scores`` become the logits of the exact distribution the sampler draws from
+    (:meth:`fastdecode.Sampler.final_logits`): removed tokens are ``-inf``, and ``softmax`` of the
+    result is the sampling distribution. One fused pass replaces a list of HF processors.
+
+    Parameters
+    ----------
+    sampler : fastdecode.Sampler
+        Its ``order`` ("hf" or "llama.cpp") is honoured; its seed is not used (``generate`` draws
+        with torch's generator). A temperature-0 row becomes the one-hot of its first maximum, so
+        greedy ``generate`` picks the same token.
+    prompt_lengths : int or array of B ints, optional
+        Where the generated part of each history starts (for presence/frequency penalties, which
+        count generated tokens only); default: the whole history counts.""" + _ALLOW_COPY_DOC + """
+
+    Notes
+    -----
+    Computed in float32 (float64 scores stay float64) and rounded once to the scores' dtype.
+    In ``generate`` put it in ``logits_processor`` and disable HF's own warpers, which run after
+    custom processors: ``do_sample=True, top_k=0`` (HF's default ``top_k`` is 50), and leave
+    ``temperature``/``top_p`` etc. at their defaults.
+    """
+
+    def __init__(self, sampler: Sampler, *, prompt_lengths: Any = None, allow_copy: bool = False):
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"sampler must be a fastdecode.Sampler, got {type(sampler).__name__}")
+        self.sampler = sampler
+        self.prompt_lengths = prompt_lengths
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        ids = None if input_ids is None else _ids(input_ids)
+        x = torch.from_numpy(self.sampler.final_logits(scores, ids, prompt_lengths=self.prompt_lengths))
+        return x if x.dtype == scores.dtype else x.to(scores.dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# GenerationConfig
+
+
+def _no(v: Any) -> bool:
+    return v is None or v is False
+
+
+# Fields that change the logits or the decoding mode and that fastdecode cannot express, with the
+# test for "left at its default".
+_UNSUPPORTED = {
+    "guidance_scale": lambda v: v is None or v == 1,
+    "encoder_repetition_penalty": lambda v: v is None or v == 1.0,
+    "encoder_no_repeat_ngram_size": lambda v: not v,
+    "forced_bos_token_id": _no,
+    "forced_eos_token_id": _no,
+    "remove_invalid_values": _no,
+    "exponential_decay_length_penalty": _no,
+    "begin_suppress_tokens": _no,
+    "top_h": _no,
+    "watermarking_config": _no,
+    "penalty_alpha": lambda v: not v,
+    "dola_layers": _no,
+    "constraints": _no,
+    "force_words_ids": _no,
+    "num_beam_groups": lambda v: v is None or v == 1,
+    "diversity_penalty": lambda v: not v,
+}
+
+# Also unsupported by a Sampler (a one-token-per-row picker); the processors express them.
+_SAMPLER_UNSUPPORTED = {
+    "num_beams": (lambda v: v is None or v == 1, "a Sampler picks one token per row; use "
+                  "fastdecode.beam_search, or as_processors=True"),
+    "min_length": (lambda v: not v, "use as_processors=True"),
+    "min_new_tokens": (lambda v: not v, "pass min_new_tokens to fastdecode.generate, or use "
+                       "as_processors=True"),
+}
+
+
+def _config_fields(config: Any) -> dict:
+    """The config's fields with ``generate``'s global defaults filled in where unset (None)."""
+    known = GenerationConfig().to_dict()
+    if isinstance(config, GenerationConfig):
+        fields = {k: getattr(config, k, None) for k in known}
+    elif isinstance(config, Mapping):
+        unknown = sorted(set(config) - set(known))
+        if unknown:
+            raise ValueError(f"unknown GenerationConfig field(s): {', '.join(map(str, unknown))}")
+        fields = {k: config.get(k) for k in known}
+    else:
+        raise TypeError(f"config must be a transformers GenerationConfig or a dict of its fields, "
+                        f"got {type(config).__name__}")
+    defaults = getattr(GenerationConfig, "_get_default_generation_params", dict)()
+    for k, v in defaults.items():
+        if fields.get(k) is None:
+            fields[k] = v
+    return fields
+
+
+def _hf_processors(f: dict, input_ids_seq_length: int | None, allow_copy: bool) -> list:
+    """The drop-in processors ``generate`` would build from the fields, in its order."""
+    eos = f["eos_token_id"]
+    eos = [] if eos is None else ([int(eos)] if isinstance(eos, (int, np.integer)) else [int(e) for e in eos])
+    kw = dict(allow_copy=allow_copy)
+    procs: list = []
+    if f["sequence_bias"] is not None:
+        procs.append(SequenceBiasLogitsProcessor(f["sequence_bias"], **kw))
+    if f["repetition_penalty"] is not None and f["repetition_penalty"] != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(f["repetition_penalty"], **kw))
+    if f["no_repeat_ngram_size"] is not None and f["no_repeat_ngram_size"] > 0:
+        procs.append(NoRepeatNGramLogitsProcessor(f["no_repeat_ngram_size"], **kw))
+    if f["bad_words_ids"] is not None:
+        procs.append(NoBadWordsLogitsProcessor(f["bad_words_ids"], eos or None, **kw))
+    if eos and f["min_length"] is not None and f["min_length"] > 0:
+        procs.append(MinLengthLogitsProcessor(f["min_length"], eos, **kw))
+    if eos and f["min_new_tokens"] is not None and f["min_new_tokens"] > 0:
+        if input_ids_seq_length is None:
+            raise ValueError("min_new_tokens needs input_ids_seq_length (the prompt length) to "
+                             "build MinNewTokensLengthLogitsProcessor")
+        procs.append(MinNewTokensLengthLogitsProcessor(input_ids_seq_length, f["min_new_tokens"], eos, **kw))
+    if f["suppress_tokens"] is not None:
+        procs.append(SuppressTokensLogitsProcessor(f["suppress_tokens"], **kw))
+    if not f["do_sample"]:
+        return procs
+    keep = 1
+    if f["num_beams"] is not None and f["num_beams"] > 1:
+        keep = len(eos) + 1 if eos else 2  # a beam must keep one non-EOS continuation
+    if f["temperature"] is not None and f["temperature"] != 1.0:
+        procs.append(TemperatureLogitsWarper(f["temperature"], **kw))
+    if f["top_k"] is not None and f["top_k"] != 0:
+        procs.append(TopKLogitsWarper(top_k=f["top_k"], min_tokens_to_keep=keep, **kw))
+    if f["top_p"] is not None and f["top_p"] < 1.0:
+        procs.append(TopPLogitsWarper(top_p=f["top_p"], min_tokens_to_keep=keep, **kw))
+    if f["min_p"] is not None:
+        procs.append(MinPLogitsWarper(min_p=f["min_p"], min_tokens_to_keep=keep, **kw))
+    if f["typical_p"] is not None and f["typical_p"] < 1.0:
+        procs.append(TypicalLogitsWarper(mass=f["typical_p"], min_tokens_to_keep=keep, **kw))
+    if f["epsilon_cutoff"] is not None and 0.0 < f["epsilon_cutoff"] < 1.0:
+        procs.append(EpsilonLogitsWarper(epsilon=f["epsilon_cutoff"], min_tokens_to_keep=keep, **kw))
+    if f["eta_cutoff"] is not None and 0.0 < f["eta_cutoff"] < 1.0:
+        procs.append(EtaLogitsWarper(epsilon=f["eta_cutoff"], min_tokens_to_keep=keep, **kw))
+    return procs
+
+
+# processor class -> (Sampler argument, the processor attribute holding its value)
+_AS_SAMPLER_ARG = {
+    RepetitionPenaltyLogitsProcessor: ("repetition_penalty", "penalty"),
+    NoRepeatNGramLogitsProcessor: ("no_repeat_ngram_size", "ngram_size"),
+    TemperatureLogitsWarper: ("temperature", "temperature"),
+    TopKLogitsWarper: ("top_k", "top_k"),
+    TopPLogitsWarper: ("top_p", "top_p"),
+    MinPLogitsWarper: ("min_p", "min_p"),
+    TypicalLogitsWarper: ("typical_p", "mass"),
+    EpsilonLogitsWarper: ("epsilon_cutoff", "epsilon"),
+    EtaLogitsWarper: ("eta_cutoff", "epsilon"),  # HF's float32 tensor
+}
+
+
+def _sampler_from(procs: list, do_sample: bool) -> Sampler:
+    """Translates the processor list into one Sampler (the processors validated the values)."""
+    kw: dict[str, Any] = {"temperature": 1.0 if do_sample else 0.0}
+    bad_words: list = []
+    bias: dict = {}
+    for p in procs:
+        if type(p) in _AS_SAMPLER_ARG:
+            name, attr = _AS_SAMPLER_ARG[type(p)]
+            value = getattr(p, attr)
+            kw[name] = value.item() if isinstance(value, torch.Tensor) else value
+        elif isinstance(p, SequenceBiasLogitsProcessor):
+            for seq, b in p.sequence_bias.items():
+                if b == _NEG_INF:
+                    bad_words.append(list(seq))  # a -inf bias is a bad word, whatever its length
+                elif len(seq) == 1 and math.isfinite(b):
+                    bias[seq[0]] = b
+                else:
+                    raise ValueError(
+                        f"sequence_bias entry {list(seq)}: {b} has no Sampler equivalent (only "
+                        "one-token sequences with a finite bias, and -inf bans); use "
+                        "as_processors=True")
+        elif isinstance(p, NoBadWordsLogitsProcessor):
+            bad_words.extend(p._words)
+        elif isinstance(p, SuppressTokensLogitsProcessor):
+            kw["suppress_tokens"] = [int(t) for t in p.suppress_tokens.tolist()]
+        else:  # pragma: no cover - _hf_processors builds nothing else for a Sampler
+            raise AssertionError(type(p).__name__)
+    if bias and kw.get("repetition_penalty", 1.0) != 1.0:
+        # HF adds the bias before the penalty, a Sampler after it: (z + b) / t != z / t + b
+        raise ValueError("sequence_bias with a finite bias together with repetition_penalty has no "
+                         "Sampler equivalent (HF biases before penalising, a Sampler after); use "
+                         "as_processors=True")
+    return Sampler(**kw, logit_bias=bias or None, bad_words_ids=bad_words or None)
+
+
+def from_generation_config(config: Any, *, as_processors: bool = False,
+                           input_ids_seq_length: int | None = None,
+                           allow_copy: bool = False) -> Sampler | list:
+    """A fastdecode :class:`~fastdecode.Sampler` (or drop-in processors) from a ``GenerationConfig``.
+
+    Parameters
+    ----------
+    config : transformers.GenerationConfig or dict
+        Fields left unset (None) take ``generate``'s global defaults (``do_sample=False``,
+        ``top_k=50``, ...), as ``model.generate`` does for a model without its own defaults. A
+        dict may hold only ``GenerationConfig`` field names.
+    as_processors : bool, default False
+        Return the list of this module's drop-in processors that ``generate`` would build, in its
+        order (sequence bias, repetition penalty, no-repeat n-gram, bad words, min length, min new
+        tokens, suppress tokens, then with ``do_sample`` temperature, top-k, top-p, min-p,
+        typical, epsilon, eta; ``min_tokens_to_keep = len(eos) + 1`` for beam sampling).
+    input_ids_seq_length : int, optional
+        The prompt length, needed for ``min_new_tokens`` with ``as_processors``.
+    allow_copy : bool, default False
+        Passed to every processor.
+
+    Returns
+    -------
+    fastdecode.Sampler or list of LogitsProcessor
+        The Sampler's ``final_logits`` give the distribution HF's processors give;
+        ``do_sample=False`` gives temperature 0 (greedy on the penalised logits).
+
+    Raises
+    ------
+    ValueError
+        Naming the field, for a field that changes the logits or the decoding mode and has no
+        fastdecode equivalent (``guidance_scale``, ``forced_bos_token_id``, ``top_h``,
+        ``penalty_alpha``, ``num_beam_groups``, ...) set to a non-default value; for a Sampler
+        also ``num_beams > 1``, ``min_length``, ``min_new_tokens``, a multi-token or infinite
+        ``sequence_bias`` entry other than a ``-inf`` ban, and a finite ``sequence_bias`` with
+        ``repetition_penalty`` (HF biases before penalising, a Sampler after). Invalid values
+        raise what HF's processors raise.
+
+    Notes
+    -----
+    Fields of the generation loop (lengths, stopping, EOS/pad ids, caching, outputs, assisted
+    decoding) do not change the distribution and are not part of a sampler; they are ignored.
+    ``renormalize_logits`` does not change a Sampler's distribution (it is ignored there) and has
+    no drop-in processor (it raises with ``as_processors``). HF's ``generate`` gives its repetition
+    penalty the left-padding length of each row as ``prompt_ignore_length``; neither the Sampler
+    nor the processor list know the attention mask, so left padding is penalised like any token.
+    """
+    f = _config_fields(config)
+    for name, is_default in _UNSUPPORTED.items():
+        if not is_default(f[name]):
+            raise ValueError(f"GenerationConfig.{name}={f[name]!r} has no fastdecode equivalent")
+    if as_processors:
+        if f["renormalize_logits"]:
+            raise ValueError("GenerationConfig.renormalize_logits=True has no fastdecode processor")
+        return _hf_processors(f, input_ids_seq_length, allow_copy)
+    for name, (is_default, hint) in _SAMPLER_UNSUPPORTED.items():
+        if not is_default(f[name]):
+            raise ValueError(f"GenerationConfig.{name}={f[name]!r} has no Sampler equivalent: {hint}")
+    return _sampler_from(_hf_processors(f, None, allow_copy), bool(f["do_sample"]))
