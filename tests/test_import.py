@@ -25,3 +25,21 @@ def test_import_without_torch_or_transformers():
     out = subprocess.run([sys.executable, "-c", BLOCK], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_every_public_function_and_class_has_a_docstring():
+    import fastdecode as fd
+
+    missing = [n for n in fd.__all__ if callable(getattr(fd, n)) and not (getattr(fd, n).__doc__ or "").strip()]
+    assert missing == []
+    assert "min_tokens_to_keep" in fd.top_p.__doc__ and "\n    Notes" in fd.top_p.__doc__
+
+
+def test_imports_under_python_OO():
+    """Docstrings are stripped under -OO; nothing may depend on them at import time."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-OO", "-c", "import fastdecode, fastdecode.models, fastdecode.beam"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

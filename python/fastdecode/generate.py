@@ -578,7 +578,8 @@ def generate(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sample
     return result
 
 
-generate.__doc__ = generate.__doc__.format(params=_DOC_PARAMS.rstrip())
+if generate.__doc__:  # None under python -OO
+    generate.__doc__ = generate.__doc__.format(params=_DOC_PARAMS.rstrip())
 
 
 class GenerationStream:

@@ -192,6 +192,14 @@ _FILTER_DOC_PARAMS = """
 """
 
 
+def _filter_doc(fn):
+    """Splices the parameters every filter shares into ``fn``'s docstring."""
+    if fn.__doc__:  # None under python -OO
+        fn.__doc__ = fn.__doc__.replace("    @FILTER_PARAMS@\n", _FILTER_DOC_PARAMS.lstrip("\n") + "\n")
+    return fn
+
+
+@_filter_doc
 def top_k(logits: Any, k: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
           out: Any = None, dtype: str | None = None) -> Any:
     """Keep the ``k`` highest logits of each row (HF ``TopKLogitsWarper``).
@@ -201,7 +209,7 @@ def top_k(logits: Any, k: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
     logits : array_like, shape (B, V) or (V,)
     k : int or array of B ints, >= 0
         0 disables the filter.
-    """ + _FILTER_DOC_PARAMS + """
+    @FILTER_PARAMS@
     Notes
     -----
     ``k = max(k, min_tokens_to_keep)`` clipped to V; every token tied with the k-th highest value is
@@ -212,6 +220,7 @@ def top_k(logits: Any, k: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
                        filter_value, out, dtype)
 
 
+@_filter_doc
 def top_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
           out: Any = None, dtype: str | None = None) -> Any:
     """Nucleus filter: keep the smallest top set whose probability mass reaches ``p`` (HF ``TopPLogitsWarper``).
@@ -220,7 +229,7 @@ def top_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
     ----------
     logits : array_like, shape (B, V) or (V,)
     p : float or array of B floats in [0, 1]
-    """ + _FILTER_DOC_PARAMS + """
+    @FILTER_PARAMS@
     Notes
     -----
     Tokens are walked from the highest logit down; a token is kept while the mass of the tokens
@@ -234,6 +243,7 @@ def top_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
                        filter_value, out, dtype)
 
 
+@_filter_doc
 def min_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
           out: Any = None, dtype: str | None = None) -> Any:
     """Keep tokens with ``prob >= p * max prob`` (HF ``MinPLogitsWarper``).
@@ -242,7 +252,7 @@ def min_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
     ----------
     logits : array_like, shape (B, V) or (V,)
     p : float or array of B floats in [0, 1]
-    """ + _FILTER_DOC_PARAMS + """
+    @FILTER_PARAMS@
     Notes
     -----
     Removal is strict: ``prob < p * max_prob``, evaluated in logit space as
@@ -253,6 +263,7 @@ def min_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
                        filter_value, out, dtype)
 
 
+@_filter_doc
 def typical_p(logits: Any, mass: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
               out: Any = None, dtype: str | None = None) -> Any:
     """Locally typical filter (Meister et al. 2022; HF ``TypicalLogitsWarper``).
@@ -261,7 +272,7 @@ def typical_p(logits: Any, mass: Any, *, min_tokens_to_keep: Any = 1, filter_val
     ----------
     logits : array_like, shape (B, V) or (V,)
     mass : float or array of B floats in [0, 1]
-    """ + _FILTER_DOC_PARAMS + """
+    @FILTER_PARAMS@
     Notes
     -----
     With ``H`` the entropy and ``s = |-log p - H|``, tokens are walked by increasing ``s``; the
@@ -273,6 +284,7 @@ def typical_p(logits: Any, mass: Any, *, min_tokens_to_keep: Any = 1, filter_val
                        filter_value, out, dtype)
 
 
+@_filter_doc
 def epsilon_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
                    filter_value: Any = _NEG_INF, out: Any = None, dtype: str | None = None) -> Any:
     """Remove tokens with probability below ``epsilon`` (Hewitt et al. 2022; HF ``EpsilonLogitsWarper``).
@@ -282,7 +294,7 @@ def epsilon_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
     logits : array_like, shape (B, V) or (V,)
     epsilon : float or array of B floats in [0, 1)
         0 disables the filter.
-    """ + _FILTER_DOC_PARAMS + """
+    @FILTER_PARAMS@
     Notes
     -----
     Removed: ``p < epsilon`` and ``logit < (min_tokens_to_keep-th highest logit)``.
@@ -291,6 +303,7 @@ def epsilon_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
                        min_tokens_to_keep, filter_value, out, dtype)
 
 
+@_filter_doc
 def eta_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
                filter_value: Any = _NEG_INF, out: Any = None, dtype: str | None = None) -> Any:
     """Entropy-dependent cutoff (Hewitt et al. 2022; HF ``EtaLogitsWarper``).
@@ -300,7 +313,7 @@ def eta_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
     logits : array_like, shape (B, V) or (V,)
     epsilon : float or array of B floats in [0, 1)
         0 disables the filter.
-    """ + _FILTER_DOC_PARAMS + """
+    @FILTER_PARAMS@
     Notes
     -----
     ``eta = min(epsilon, sqrt(epsilon) * exp(-H))`` with ``H`` the entropy (nats) of the row;
@@ -310,6 +323,7 @@ def eta_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
                        min_tokens_to_keep, filter_value, out, dtype)
 
 
+@_filter_doc
 def top_n_sigma(logits: Any, n: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any = _NEG_INF,
                 out: Any = None, dtype: str | None = None) -> Any:
     """Keep logits within ``n`` standard deviations of the maximum (Tang et al. 2024, arXiv 2411.07641).
@@ -319,7 +333,7 @@ def top_n_sigma(logits: Any, n: Any, *, min_tokens_to_keep: Any = 1, filter_valu
     logits : array_like, shape (B, V) or (V,)
     n : float or array of B floats
         ``n <= 0`` disables the filter.
-    """ + _FILTER_DOC_PARAMS + """
+    @FILTER_PARAMS@
     Notes
     -----
     Keeps ``z >= max - n * sigma`` with ``sigma`` the population standard deviation of the finite
