@@ -27,7 +27,7 @@ size_t fdi_workspace(int64_t n);
  * known dtype, rows that do not overlap (row_stride >= n_cols when n_rows > 1). */
 int fdi_valid_rows(const fd_rows *x);
 
-/* Max of v[0..n) (-inf if n == 0 or all -inf). */
+/* Max of v[0..n) (-inf if n == 0 or all -inf; a zero maximum as +0). */
 float fdi_max(const float *v, int64_t n);
 /* Max and first index of the max (-1: all -inf); nonzero if x holds NaN or +inf. */
 int fdi_argmax_check(const float *x, int64_t n, float *max, int64_t *arg);
@@ -44,7 +44,6 @@ int64_t fdi_block_candidates(const float *x, int64_t n, const float *bm, int64_t
  * but the first skip_eq keys == T. Both compact stably in place, reading the keys from src. */
 size_t fdi_radix_workspace(int64_t n);
 double fdi_weights(const float *v, int64_t n, float max, float *w);
-double fdi_sum(const float *w, int64_t n);
 double fdi_dot_pos(const float *w, const float *d, int64_t n);
 void fdi_exp(const float *x, int64_t n, float shift, float *out);
 uint32_t fdi_radix_cut(const float *v, const float *w, int64_t n, int invert, double target,
@@ -112,8 +111,8 @@ typedef struct {
     /* bm[b] = max of x[64b .. min(64b + 64, n)) (a zero maximum as +0); nonzero if x holds NaN or
      * +inf */
     int (*block_max)(const float *x, int64_t n, float *bm);
-    /* sum of exp(x - shift) in double (8 lanes, see isa.c); out (may be NULL) receives the
-     * float32 weights */
+    /* sum of exp(x - shift) (float32 blocks of 8 terms per lane, 16 lanes summed in double: the
+     * order is isa.c's exp_sum_portable); out (may be NULL, or x) receives the float32 weights */
     double (*exp_sum)(const float *x, int64_t n, float shift, float *out);
     void (*exp)(const float *x, int64_t n, float shift, float *out);
     /* out[i] = (float)((double)e[i] / z) */
@@ -147,6 +146,13 @@ typedef struct {
      * written after position i is read). Compares and data movement only. */
     int64_t (*bin_gather)(const uint32_t *bin, int64_t n, uint32_t B, const float *v,
                           const float *w, uint32_t flip, uint32_t *gk, float *gw, int64_t *m);
+    /* the maximum of x[0..n) (a zero maximum as +0; -inf if n == 0 or all -inf) to *max and,
+     * when arg != NULL, the first index holding it to *arg (-1 when the maximum is -inf);
+     * nonzero if x holds NaN or +inf (then *arg is not written, and *max is +inf or, with a
+     * NaN, unspecified) */
+    int (*argmax)(const float *x, int64_t n, float *max, int64_t *arg);
+    /* out[i] = (float)(((double)(x[i] - shift) - lz) + 0.0), log_softmax's write (out may be x) */
+    void (*log_shift)(const float *x, int64_t n, float shift, double lz, float *out);
 } fdi_isa_ops;
 const fdi_isa_ops *fdi_ops(void);
 int fdi_isa(void);

@@ -41,8 +41,8 @@
  * walks that rounding keeps below the target.
  *
  * Also here: the row primitives every filter shares. fdi_exp / fdi_weights / fdi_max call the
- * dispatched copies of isa.c (a branch-free Cephes expf, never libm's expf per element; sums in
- * double with 8 interleaved lanes combined in a fixed order, so every ISA gives the same bits).
+ * dispatched copies of isa.c (a branch-free polynomial expf, never libm's expf per element; sums
+ * in a fixed lane and block order, so every ISA gives the same bits).
  *
  * Block-max delegate filter (fdi_block_candidates): for "the k largest" the k-th largest of the
  * 64-element block maxima is a lower bound t of the k-th largest element; only blocks whose
@@ -84,46 +84,22 @@ size_t fdi_workspace(int64_t n)
     return 2 * fdi_align64(un * 4) + fdi_radix_workspace(n);
 }
 
-/* Max by the dispatched block-max kernel (isa.c), 64 blocks at a time on the stack; max is exact,
- * so the result does not depend on the grouping (a zero maximum is +0). */
+/* Max by the dispatched argmax kernel (isa.c), without locating it; max is exact, so every copy
+ * gives the same value (a zero maximum is +0). Callers pass rows without NaN or +inf. */
 float fdi_max(const float *v, int64_t n)
 {
-    const fdi_isa_ops *ops = fdi_ops();
-    float bm[64];
     float m = -INFINITY;
-    for (int64_t i = 0; i < n; i += 64 * FDI_BLOCK) {
-        int64_t len = n - i < 64 * FDI_BLOCK ? n - i : 64 * FDI_BLOCK;
-        ops->block_max(v + i, len, bm);
-        int64_t nb = fdi_n_blocks(len);
-        for (int64_t b = 0; b < nb; b++) {
-            m = bm[b] > m ? bm[b] : m;
-        }
-    }
+    (void)fdi_ops()->argmax(v, n, &m, NULL);
     return m;
 }
 
-/* Sums in double with 8 interleaved accumulators combined in a fixed order: deterministic, and
- * not bound by the latency of one chain of dependent additions. */
+/* fdi_dot_pos: a sum in double with 8 interleaved accumulators combined in a fixed order:
+ * deterministic, and not bound by the latency of one chain of dependent additions. */
 #define FDI_LANES 8
 
 static double combine(const double *acc)
 {
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-double fdi_sum(const float *w, int64_t n)
-{
-    double acc[FDI_LANES] = {0};
-    int64_t i = 0;
-    for (; i + FDI_LANES <= n; i += FDI_LANES) {
-        for (int j = 0; j < FDI_LANES; j++) {
-            acc[j] += (double)w[i + j];
-        }
-    }
-    for (; i < n; i++) {
-        acc[0] += (double)w[i];
-    }
-    return combine(acc);
 }
 
 /* sum w * d over the elements with w > 0 (a -inf d has w = 0 and adds nothing, not NaN) */
@@ -148,7 +124,7 @@ void fdi_exp(const float *x, int64_t n, float shift, float *out)
     fdi_ops()->exp(x, n, shift, out);
 }
 
-/* w = exp(v - max) and its double sum in the fixed 8-lane order (= fdi_exp then fdi_sum). */
+/* w = exp(v - max) and its sum in exp_sum's fixed order (isa.c). */
 double fdi_weights(const float *v, int64_t n, float max, float *w)
 {
     if (max == -INFINITY) {
@@ -638,41 +614,12 @@ int64_t fdi_compact_tail(float *v, int32_t *id, const float *src, int64_t n, int
     return j;
 }
 
-/* The maximum of x[0..n) and the first index holding it (-1 if n == 0 or all -inf), from the
- * dispatched block maxima (64 blocks at a time on the stack): the first block whose maximum
- * beats every earlier one holds the first maximum, and only that block is scanned again. Returns
+/* The maximum of x[0..n) and the first index holding it (-1 if n == 0 or all -inf): the
+ * dispatched argmax kernel (isa.c: vertical maxima over chunks, then one chunk scanned). Returns
  * nonzero if x holds NaN or +inf (then *max and *arg are meaningless). */
 int fdi_argmax_check(const float *x, int64_t n, float *max, int64_t *arg)
 {
-    const fdi_isa_ops *ops = fdi_ops();
-    float bm[64];
-    float best = -INFINITY;
-    int64_t where = -1;
-    int bad = 0;
-    for (int64_t i = 0; i < n; i += 64 * FDI_BLOCK) {
-        int64_t len = n - i < 64 * FDI_BLOCK ? n - i : 64 * FDI_BLOCK;
-        bad |= ops->block_max(x + i, len, bm);
-        int64_t nb = fdi_n_blocks(len);
-        for (int64_t b = 0; b < nb; b++) {
-            if (bm[b] > best) {
-                best = bm[b];
-                where = i + b * FDI_BLOCK;
-            }
-        }
-    }
-    if (bad) {
-        return 1;
-    }
-    *max = best;
-    *arg = -1;
-    if (where >= 0) {
-        int64_t i = where;
-        while (x[i] != best) {
-            i++;
-        }
-        *arg = i;
-    }
-    return 0;
+    return fdi_ops()->argmax(x, n, max, arg);
 }
 
 /* The block-max delegate filter for "the k largest" (top-k without reading the row twice in

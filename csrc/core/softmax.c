@@ -9,23 +9,27 @@
  * the running sum at every new maximum, which costs more than re-reading one row (a 128k-float
  * row is 512 KiB, L2 resident) and makes the sum depend on the data order in a second way.
  *
- * Entropy uses H = log Z - sum(w d) / Z (d = z - m), one pass, and varentropy a second pass
- * sum w (d - log Z + H)^2 / Z rather than E[log^2 p] - H^2, which cancels catastrophically for
- * peaked rows. -inf logits have w = 0 and are skipped (0 * -inf would be NaN).
+ * Entropy uses H = log Z - sum(w d) / Z (d = z - m), the weights and Z from the exp-sum kernel
+ * and sum(w d) from the dot kernel (both isa.c; a float32 row is read in place), and varentropy a
+ * further pass sum w (d - log Z + H)^2 / Z rather than E[log^2 p] - H^2, which cancels
+ * catastrophically for peaked rows. -inf logits have w = 0 and are skipped (0 * -inf would be
+ * NaN).
  *
  * Passes (float32 input, read in place unless out overlaps it partially): (1) the dispatched
- * block-max kernel (isa.c) gives m, the first maximum and the NaN / +inf check in one read;
- * (2) T != 1 only: (x - m) / T in double, rounded to float, into scratch; (3) exp and its double
- * sum, the weights written straight into a float32 output row; (4) w / Z in place. Passes 2 and 4
- * multiply by the reciprocal and divide only where rounding could differ (isa.c), so the bits are
- * those of the division. Other dtypes are converted into scratch first. Every pass has AVX2 and
- * AVX-512 copies that give the same bits as the portable one.
+ * argmax kernel (isa.c) gives m, the first maximum and the NaN / +inf check in one read;
+ * (2) T != 1 only: (x - m) / T in double, rounded to float, into scratch; (3) exp and its sum
+ * (isa.c's fixed block order), the weights written straight into a float32 output row; (4) w / Z
+ * in place, or for log-softmax (x - m) - log Z. Passes 2 and 4 multiply by the reciprocal and
+ * divide only where rounding could differ (isa.c), so the bits are those of the division. Other
+ * dtypes are converted into scratch first. Every pass has AVX2 and AVX-512 copies that give the
+ * same bits as the portable one.
  *
  * Temperature 0 is exact greedy: the one-hot of the first maximum (log: 0 / -inf). A zero
- * log-probability is written as +0. argmax needs no workspace: float32 rows go through the block
- * maxima (one vectorised read, then one 64-element block is scanned for the first maximum); other
- * dtypes are converted in 512-element chunks on the stack through fd_load_row, so NaN and +inf are
- * reported with the same codes and indices as every other kernel.
+ * log-probability is written as +0. argmax needs no workspace: float32 rows go through isa.c's
+ * argmax kernel (vertical maxima over 2048-element chunks with the NaN / +inf check folded in, one
+ * horizontal reduction per chunk, then only the winning chunk is scanned for the first maximum);
+ * other dtypes are converted in 512-element chunks on the stack through fd_load_row, so NaN and
+ * +inf are reported with the same codes and indices as every other kernel.
  */
 #include "internal.h"
 
@@ -136,10 +140,7 @@ fd_status fd_softmax(const fd_rows *in, const fd_rows *out, fd_param temperature
             /* + 0.0: a zero log-probability is +0 whatever the sign of the zero maximum */
             double lz = log(ops->exp_sum(src, n, shift, NULL));
             if (out->dtype == FD_F32) {
-                float *o = (float *)out->data + r * out->row_stride;
-                for (int64_t c = 0; c < n; c++) {
-                    o[c] = (float)(((double)(src[c] - shift) - lz) + 0.0);
-                }
+                ops->log_shift(src, n, shift, lz, (float *)out->data + r * out->row_stride);
             }
             else {
                 double *o = (double *)out->data + r * out->row_stride;
@@ -176,28 +177,36 @@ fd_status fd_entropy(const fd_rows *in, double *entropy, double *varentropy, voi
     if (!fdi_valid_rows(in)) {
         return FD_ESHAPE;
     }
+    const fdi_isa_ops *ops = fdi_ops();
     int64_t n = in->n_cols;
     float *w = (float *)ws;
+    float *e = (float *)((char *)ws + fdi_align64((size_t)(n > 0 ? n : 1) * 4));
     for (int64_t r = 0; r < in->n_rows; r++) {
-        fd_status st = fd_load_row(in, r, w, err);
-        if (st != FD_OK) {
-            return st;
+        /* x: the float32 row, read in place when it is float32, else converted into w */
+        const float *x = w;
+        float m = -INFINITY;
+        if (in->dtype == FD_F32) {
+            x = (const float *)in->data + r * in->row_stride;
+            if (ops->argmax(x, n, &m, NULL)) {
+                return fd_load_row(in, r, w, err); /* the first offending element */
+            }
         }
-        float m = fdi_max(w, n);
+        else {
+            fd_status st = fd_load_row(in, r, w, err);
+            if (st != FD_OK) {
+                return st;
+            }
+            m = fdi_max(w, n);
+        }
         if (m == -INFINITY) {
             if (err) {
                 err->row = r;
             }
             return FD_ENOFINITE;
         }
-        /* w <- d = z - m, e <- exp(d); Z = sum e, S1 = sum e d over finite d */
-        float *e = (float *)((char *)ws + fdi_align64((size_t)n * 4));
-        for (int64_t c = 0; c < n; c++) {
-            w[c] = w[c] - m;
-        }
-        fdi_exp(w, n, 0.0f, e);
-        double z = fdi_sum(e, n);
-        double s1 = fdi_dot_pos(e, w, n);
+        /* e = exp(d), d = x - m in float32; Z = sum e, S1 = sum e d over e > 0 */
+        double z = ops->exp_sum(x, n, m, e);
+        double s1 = ops->dot_shift_pos(e, x, n, m);
         double lz = log(z);
         double h = lz - s1 / z;
         if (entropy) {
@@ -206,7 +215,7 @@ fd_status fd_entropy(const fd_rows *in, double *entropy, double *varentropy, voi
         if (varentropy) {
             double acc = 0.0;
             for (int64_t c = 0; c < n; c++) {
-                double q = (double)w[c] - lz + h;
+                double q = (double)(x[c] - m) - lz + h;
                 acc += e[c] > 0.0f ? (double)e[c] * q * q : 0.0;
             }
             varentropy[r] = acc / z;

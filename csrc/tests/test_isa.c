@@ -415,6 +415,260 @@ static void test_block_topk(void)
     free(radix);
 }
 
+/* exp on special and boundary inputs: every copy gives the portable bits (random bit patterns of
+ * every class, the -87.3 / 88 cut-offs and their neighbours, signed zeros, subnormals), and the
+ * portable exp is within 1.5 ulp of exp on [-87.3, 0] (the fit's worst case is 1.0), exactly 1 at
+ * 0 and 0 at and below the cut-off */
+static void test_exp_special(void)
+{
+    int best = fdi_set_isa(-1);
+    enum { N = 4096 };
+    float *x = malloc(N * 4), *a = malloc(N * 4), *b = malloc(N * 4);
+    const float fixed[] = {0.0f,
+                           -0.0f,
+                           -INFINITY,
+                           INFINITY,
+                           NAN,
+                           -NAN,
+                           -87.3f,
+                           nextafterf(-87.3f, 0.0f),
+                           nextafterf(-87.3f, -INFINITY),
+                           88.0f,
+                           nextafterf(88.0f, 0.0f),
+                           nextafterf(88.0f, INFINITY),
+                           88.7f,
+                           89.0f,
+                           1e30f,
+                           -1e30f,
+                           1e-45f,
+                           -1e-45f,
+                           1e-40f,
+                           -1e-40f,
+                           -0.34657359f,
+                           0.34657359f,
+                           -0.6931472f,
+                           -86.99f,
+                           -87.0f,
+                           -103.97f,
+                           -104.0f,
+                           -150.0f};
+    const int nf = (int)(sizeof fixed / sizeof fixed[0]);
+    for (int rep = 0; rep < 40; rep++) {
+        for (int i = 0; i < N; i++) {
+            if (i < nf) {
+                x[i] = fixed[i];
+            }
+            else if (rep % 2) {
+                uint32_t u = (uint32_t)rnd();
+                memcpy(&x[i], &u, 4);
+            }
+            else {
+                x[i] = (float)(-100.0 * unif() + 1.0);
+            }
+        }
+        float shift = rep % 4 < 2 ? 0.0f : (float)(3 * normal());
+        fdi_set_isa(FDI_ISA_PORTABLE);
+        fdi_ops()->exp(x, N, shift, a);
+        double zp = fdi_ops()->exp_sum(x + 1, N - 1, shift, NULL);
+        for (int level = FDI_ISA_AVX2; level <= best; level++) {
+            fdi_set_isa(level);
+            fdi_ops()->exp(x, N, shift, b);
+            CHECK(same_bits(a, b, N * 4));
+            double z = fdi_ops()->exp_sum(x + 1, N - 1, shift, NULL);
+            CHECK(same_bits(&z, &zp, sizeof z) || (z != z && zp != zp));
+        }
+    }
+    fdi_set_isa(FDI_ISA_PORTABLE);
+    double worst = 0.0;
+    for (int i = 0; i < 2000000; i++) {
+        float v = (float)(-87.3 * unif());
+        float e = fdi_expf1(v);
+        double ref = exp((double)v), ulp = ldexp(1.0, ilogb(ref) - 23);
+        double err = fabs((double)e - ref) / ulp;
+        worst = err > worst ? err : worst;
+    }
+    CHECK(worst <= 1.5);
+    CHECK(fdi_expf1(0.0f) == 1.0f && fdi_expf1(-0.0f) == 1.0f);
+    CHECK(fdi_expf1(-INFINITY) == 0.0f && fdi_expf1(-87.3f) == 0.0f && fdi_expf1(-200.0f) == 0.0f);
+    CHECK(fdi_expf1(nextafterf(-87.3f, 0.0f)) >= 0x1p-126f);
+    CHECK(fdi_expf1(NAN) == 0.0f);
+    fdi_set_isa(-1);
+    free(x);
+    free(a);
+    free(b);
+}
+
+/* the exp sum's accuracy: within 1e-6 relative of a long double sum on 256k-element rows (flat,
+ * peaked, one large weight among many tiny ones), and out / NULL / out == x give the same sum */
+static void test_exp_sum_accuracy(void)
+{
+    int best = fdi_set_isa(-1);
+    int64_t N = 262144 + 77;
+    float *x = malloc((size_t)N * 4), *w = malloc((size_t)N * 4), *y = malloc((size_t)N * 4);
+    for (int kind = 0; kind < 4; kind++) {
+        for (int64_t i = 0; i < N; i++) {
+            double z = normal();
+            x[i] = kind == 0   ? (float)z
+                   : kind == 1 ? (float)(8 * z)
+                   : kind == 2 ? (i == 12345 ? 0.0f : -18.0f - (float)unif())
+                               : (float)(-30.0 * unif());
+        }
+        float m = fdi_max(x, N);
+        for (int level = FDI_ISA_PORTABLE; level <= best; level++) {
+            fdi_set_isa(level);
+            double z = fdi_ops()->exp_sum(x, N, m, w);
+            long double ref = 0.0L;
+            for (int64_t i = 0; i < N; i++) {
+                ref += (long double)w[i];
+            }
+            CHECK(fabs((double)(((long double)z - ref) / ref)) <= 1e-6);
+            memcpy(y, x, (size_t)N * 4);
+            double z2 = fdi_ops()->exp_sum(y, N, m, y);
+            CHECK(z2 == z && same_bits(y, w, (size_t)N * 4));
+            CHECK(fdi_ops()->exp_sum(x, N, m, NULL) == z);
+        }
+    }
+    fdi_set_isa(-1);
+    free(x);
+    free(w);
+    free(y);
+}
+
+/* the reciprocal division on dividends of every magnitude (subnormal, huge, zero, inf, NaN) and
+ * divisors around the thresholds of the float-side range test (2^+-100, powers of two, odd
+ * values): every copy gives the portable bits */
+static void test_div_edges(void)
+{
+    int best = fdi_set_isa(-1);
+    enum { N = 1000 };
+    float *a = malloc(N * 4), *o0 = malloc(N * 4), *o1 = malloc(N * 4), *p0 = malloc(N * 4);
+    const double bs[] = {1.0,
+                         3.0,
+                         0.37,
+                         1e5 + 0.5,
+                         0x1p-100,
+                         0x1p100,
+                         0x1.0000000000001p-100,
+                         0x1.fffffffffffffp99,
+                         0x1p-101,
+                         0x1p101,
+                         1.5 * 0x1p-60,
+                         0x1p60 / 3,
+                         0x1p-24,
+                         0x1p24 + 1.0,
+                         128256.0,
+                         7e-30,
+                         7e29};
+    const int nb = (int)(sizeof bs / sizeof bs[0]);
+    for (int rep = 0; rep < 30; rep++) {
+        for (int i = 0; i < N; i++) {
+            uint32_t u = (uint32_t)rnd();
+            if (i % 4 == 1) {
+                u &= 0x807fffffu; /* subnormal or zero */
+            }
+            else if (i % 4 == 2) {
+                u = (u & 0x80ffffffu) | (rep % 2 ? 0x7e000000u : 0x01000000u);
+            }
+            memcpy(&a[i], &u, 4);
+        }
+        a[0] = 0.0f;
+        a[1] = -0.0f;
+        a[2] = INFINITY;
+        a[3] = NAN;
+        for (int bi = 0; bi < nb; bi++) {
+            for (int mi = 0; mi < 2; mi++) {
+                float m = mi ? (float)normal() : 0.0f;
+                fdi_set_isa(FDI_ISA_PORTABLE);
+                fdi_ops()->div_f32(a, N, bs[bi], p0);
+                fdi_ops()->shift_div(a, N, m, bs[bi], o0);
+                for (int level = FDI_ISA_AVX2; level <= best; level++) {
+                    fdi_set_isa(level);
+                    fdi_ops()->div_f32(a, N - rep, bs[bi], o1);
+                    CHECK(same_bits(o1, p0, (size_t)(N - rep) * 4));
+                    fdi_ops()->shift_div(a, N - rep, m, bs[bi], o1);
+                    CHECK(same_bits(o1, o0, (size_t)(N - rep) * 4));
+                }
+            }
+        }
+    }
+    fdi_set_isa(-1);
+    free(a);
+    free(o0);
+    free(o1);
+    free(p0);
+}
+
+static int64_t ref_argmax(const float *x, int64_t n, int *bad)
+{
+    int64_t arg = -1;
+    float m = -INFINITY;
+    *bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        *bad |= !(x[i] < INFINITY) && x[i] != -INFINITY ? 1 : 0;
+        if (x[i] > m) {
+            m = x[i];
+            arg = i;
+        }
+    }
+    return arg;
+}
+
+/* argmax on every copy: lengths around the vector, step and chunk sizes, every start alignment
+ * (the AVX copies align their loads), ties across chunks, signed zeros, all -inf, and NaN / +inf
+ * at the edges */
+static void test_argmax(void)
+{
+    int best = fdi_set_isa(-1);
+    const int64_t lens[] = {0,   1,    2,    15,   16,   17,   63,   64,   127,  128,
+                            129, 2047, 2048, 2049, 2063, 2064, 4096, 4111, 6200, 50257};
+    const int nl = (int)(sizeof lens / sizeof lens[0]);
+    float *buf = malloc((50257 + 32) * 4);
+    for (int level = FDI_ISA_PORTABLE; level <= best; level++) {
+        fdi_set_isa(level);
+        for (int li = 0; li < nl; li++) {
+            for (int off = 0; off < 16; off += (lens[li] > 5000 ? 5 : 1)) {
+                int64_t n = lens[li];
+                float *x = buf + off;
+                for (int kind = 0; kind < 7; kind++) {
+                    for (int64_t i = 0; i < n; i++) {
+                        x[i] = kind == 0   ? (float)normal()
+                               : kind == 1 ? (float)floor(2 * normal()) /* ties */
+                               : kind == 2 ? -INFINITY
+                               : kind == 3 ? (unif() < 0.5 ? -0.0f : -INFINITY)
+                               : kind == 4 ? (unif() < 0.5 ? -1.0f : (unif() < 0.5 ? -0.0f : 0.0f))
+                                           : (float)normal();
+                    }
+                    if (kind >= 5 && n > 0) { /* NaN or +inf at the first, last or a random place */
+                        int64_t at = rnd() % 3 == 0 ? 0
+                                     : rnd() % 2    ? n - 1
+                                                    : (int64_t)(rnd() % (uint64_t)n);
+                        x[at] = kind == 5 ? NAN : INFINITY;
+                    }
+                    if (kind == 1 && n > 2100) { /* the max in two chunks */
+                        x[n - 3] = 100.0f;
+                        x[(int64_t)(rnd() % (uint64_t)(n - 2100)) + 3] = 100.0f;
+                    }
+                    int bad = 0;
+                    int64_t want = ref_argmax(x, n, &bad);
+                    float m = 42.0f;
+                    int64_t arg = -7;
+                    int got = fdi_argmax_check(x, n, &m, &arg);
+                    CHECK((got != 0) == (bad != 0));
+                    if (!bad) {
+                        CHECK(arg == want);
+                        float wm = want < 0 ? -INFINITY : x[want] + 0.0f;
+                        CHECK(same_bits(&m, &wm, 4));
+                        float fm = fdi_max(x, n);
+                        CHECK(same_bits(&fm, &wm, 4));
+                    }
+                }
+            }
+        }
+    }
+    fdi_set_isa(-1);
+    free(buf);
+}
+
 /* the public kernels give the same bits on every ISA level */
 static void test_public(void)
 {
@@ -478,6 +732,10 @@ int main(void)
     test_select_kernels();
     test_bin_kernels();
     test_public_filters();
+    test_exp_special();
+    test_exp_sum_accuracy();
+    test_div_edges();
+    test_argmax();
     printf("isa levels tested: portable..%s\n", fdi_ops()->name);
     CHECK_REPORT("test_isa");
 }
