@@ -128,7 +128,8 @@ typedef struct {
     void (*moments)(const float *x, int64_t n, double *sum, double *asum, int64_t *cnt);
     /* over the finite x: sum ((double)x - mean)^2 (32 lanes) */
     double (*sq_dev)(const float *x, int64_t n, double mean);
-    /* sum of (double)w * (double)(x - shift) over w > 0: fdi_dot_pos(w, x - shift) bit for bit */
+    /* sum of (double)w * (double)(x - shift) over w > 0 (32 lanes): fdi_dot_pos(w, x - shift)
+     * bit for bit */
     double (*dot_shift_pos)(const float *w, const float *x, int64_t n, float shift);
     /* the columns c of [i0, i0 + n) kept by rule k (all: every one; k is read even then), in order: y[c] to v[j], c to
      * id[j] and (wv != NULL) w[c] to wv[j], j counting from 0 (y, w and the rule's rows are

@@ -46,8 +46,8 @@
  *     summed pairwise in float32, ((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7)), the 16 lane
  *     sums of each block added to 16 double accumulators, those combined by halves (l += l + 8,
  *     + 4, + 2, + 1). A last partial block is padded with +0.
- *   - other sums are double with 8 (or 32, FDI_SLANES) lanes, element i in lane i % 8, combined
- *     ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7));
+ *   - other sums are double with 32 lanes (FDI_SLANES), element i in lane i % 32 (a tail of < 32
+ *     elements in lane 0), combined by halves (l += l + 16, + 8, + 4, + 2, + 1);
  *   - max is exact, and zeros are returned as +0 so that the sign of a zero maximum does not
  *     depend on the lane layout;
  *   - div_f32 and shift_div multiply by the reciprocal in double (a division costs 16 cycles per 8
@@ -133,11 +133,6 @@ static inline float vexpf(float x)
 }
 
 float fdi_expf1(float x) { return vexpf(x); }
-
-static double combine(const double *a)
-{
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
 
 /* max of len <= 64 elements (8 independent lanes: vectorizes without -ffast-math) and whether one
  * is NaN or +inf (+inf survives the max; NaN does not, since x > m is false, so it is tested
@@ -502,22 +497,27 @@ FDI_INLINE double sq_dev_body(const float *x, int64_t n, double mean)
 }
 
 /* the float32 difference x - shift as in the filters (then widened: the product of two floats
- * is exact in double) */
+ * is exact in double); FDI_SLANES lanes as moments (with 8 the sum was one chain of dependent
+ * double additions, 4 cycles per 8 elements, slower than the exp pass before it) */
 FDI_INLINE double dot_shift_pos_body(const float *w, const float *x, int64_t n, float shift)
 {
-    double acc[8] = {0};
+    double acc[FDI_SLANES] = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        for (int l = 0; l < 8; l++) {
-            float d = x[i + l] - shift;
-            acc[l] += fdi_dsel(w[i + l] > 0.0f, (double)w[i + l] * (double)d, 0.0);
+    for (; i + FDI_SLANES <= n; i += FDI_SLANES) {
+        for (int l = 0; l < FDI_SLANES; l++) {
+            /* w > 0 ? w * d : +0, selecting both factors in float (0 * 0 = +0) rather than the
+             * double product: a 32-bit select vectorizes in place, a 64-bit one from a float
+             * compare needs its mask widened */
+            int pos = w[i + l] > 0.0f;
+            float d = fdi_fsel(pos, x[i + l] - shift, 0.0f), wp = fdi_fsel(pos, w[i + l], 0.0f);
+            acc[l] += (double)wp * (double)d;
         }
     }
     for (; i < n; i++) {
         float d = x[i] - shift;
         acc[0] += fdi_dsel(w[i] > 0.0f, (double)w[i] * (double)d, 0.0);
     }
-    return combine(acc);
+    return combine32(acc);
 }
 
 /* fdi_linear_cut's bins (select.c), 64 at a time: the junk slot is the lane */

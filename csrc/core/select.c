@@ -93,29 +93,29 @@ float fdi_max(const float *v, int64_t n)
     return m;
 }
 
-/* fdi_dot_pos: a sum in double with 8 interleaved accumulators combined in a fixed order:
- * deterministic, and not bound by the latency of one chain of dependent additions. */
-#define FDI_LANES 8
-
-static double combine(const double *acc)
-{
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-/* sum w * d over the elements with w > 0 (a -inf d has w = 0 and adds nothing, not NaN) */
+/* sum w * d over the elements with w > 0 (a -inf d has w = 0 and adds nothing, not NaN), in
+ * double with 32 interleaved lanes combined by halves: deterministic, and not bound by the latency
+ * of one chain of dependent additions. isa.c's dot_shift_pos gives these bits on every path (the
+ * tests check it). */
+#define FDI_DLANES 32
 double fdi_dot_pos(const float *w, const float *d, int64_t n)
 {
-    double acc[FDI_LANES] = {0};
+    double acc[FDI_DLANES] = {0};
     int64_t i = 0;
-    for (; i + FDI_LANES <= n; i += FDI_LANES) {
-        for (int j = 0; j < FDI_LANES; j++) {
+    for (; i + FDI_DLANES <= n; i += FDI_DLANES) {
+        for (int j = 0; j < FDI_DLANES; j++) {
             acc[j] += fdi_dsel(w[i + j] > 0.0f, (double)w[i + j] * (double)d[i + j], 0.0);
         }
     }
     for (; i < n; i++) {
         acc[0] += fdi_dsel(w[i] > 0.0f, (double)w[i] * (double)d[i], 0.0);
     }
-    return combine(acc);
+    for (int h = FDI_DLANES / 2; h >= 1; h /= 2) {
+        for (int j = 0; j < h; j++) {
+            acc[j] += acc[j + h];
+        }
+    }
+    return acc[0];
 }
 
 /* out[i] = exp(x[i] - shift); out may be x. The dispatched copy (isa.c) of select.c's exp. */
