@@ -29,6 +29,10 @@
 /* Below this many logits a batch stays on one thread: starting a thread costs tens of
  * microseconds, about what 2^18 logits of the fused sampler take. */
 #define FD_THREAD_MINSIZE (1 << 18)
+/* Kernels that only stream through the row once (argmax, the bitmask) are memory-bound and cost
+ * ~0.1 ns per logit, so starting and joining a thread (~11 us here) only pays off for larger
+ * batches, and a second thread shares the same memory bandwidth. */
+#define FD_THREAD_MINSIZE_LIGHT (1 << 21)
 #define FD_MAX_THREADS 64
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -406,13 +410,13 @@ precheck_in_place(const fd_rows *x, const fd_rows *out, const char *fname)
  * independent, so the result is the same whatever the split; the error reported is that of the
  * lowest failing row. Returns None or NULL with the exception set. */
 static PyObject *
-run_rows(rows_fn fn, const void *ctx, int64_t n_rows, int64_t n_cols, size_t ws_size,
-         long n_threads, const char *fname)
+run_rows_min(rows_fn fn, const void *ctx, int64_t n_rows, int64_t n_cols, size_t ws_size,
+             long n_threads, const char *fname, int64_t min_size)
 {
     int64_t size = n_rows * n_cols;
     int64_t nt = 1;
 #ifdef FD_HAVE_PTHREAD
-    if (n_threads > 1 && n_rows > 1 && size >= FD_THREAD_MINSIZE) {
+    if (n_threads > 1 && n_rows > 1 && size >= min_size) {
         nt = n_threads < n_rows ? n_threads : n_rows;
         nt = nt < FD_MAX_THREADS ? nt : FD_MAX_THREADS;
     }
@@ -463,6 +467,13 @@ run_rows(rows_fn fn, const void *ctx, int64_t n_rows, int64_t n_cols, size_t ws_
         }
     }
     Py_RETURN_NONE;
+}
+
+static PyObject *
+run_rows(rows_fn fn, const void *ctx, int64_t n_rows, int64_t n_cols, size_t ws_size,
+         long n_threads, const char *fname)
+{
+    return run_rows_min(fn, ctx, n_rows, n_cols, ws_size, n_threads, fname, FD_THREAD_MINSIZE);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -627,7 +638,8 @@ k_argmax(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     if (nt == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    return run_rows(argmax_rows, &c, c.x.n_rows, c.x.n_cols, 0, nt, "argmax");
+    return run_rows_min(argmax_rows, &c, c.x.n_rows, c.x.n_cols, 0, nt, "argmax",
+                        FD_THREAD_MINSIZE_LIGHT);
 }
 
 typedef struct {
@@ -882,7 +894,8 @@ k_apply_bitmask(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     if ((c.fv == -1.0 || nt == -1) && PyErr_Occurred()) {
         return NULL;
     }
-    return run_rows(bitmask_rows, &c, c.x.n_rows, c.x.n_cols, 0, nt, "allowed_tokens_bitmask");
+    return run_rows_min(bitmask_rows, &c, c.x.n_rows, c.x.n_cols, 0, nt, "allowed_tokens_bitmask",
+                        FD_THREAD_MINSIZE_LIGHT);
 }
 
 /* bad_words(x, ids, begin, end, flat int64, offsets int64, filter_value) */
@@ -1067,7 +1080,8 @@ kernels_exec(PyObject *module)
         return -1;
     }
     if (PyModule_AddIntConstant(module, "GIL_MINSIZE", FD_GIL_MINSIZE) < 0 ||
-        PyModule_AddIntConstant(module, "THREAD_MINSIZE", FD_THREAD_MINSIZE) < 0) {
+        PyModule_AddIntConstant(module, "THREAD_MINSIZE", FD_THREAD_MINSIZE) < 0 ||
+        PyModule_AddIntConstant(module, "THREAD_MINSIZE_LIGHT", FD_THREAD_MINSIZE_LIGHT) < 0) {
         return -1;
     }
     static const struct {

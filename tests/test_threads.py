@@ -81,3 +81,20 @@ def test_set_num_threads_validates():
         with pytest.raises(ValueError, match="n must be a positive integer"):
             fd.set_num_threads(bad)
     assert fd.get_num_threads() >= 1
+
+
+@pytest.mark.parametrize("name", ["argmax", "allowed_tokens_bitmask"])
+def test_memory_bound_kernels_split_only_large_batches(threads, name):
+    """argmax and the bitmask stream through the row once, so they split only from
+    THREAD_MINSIZE_LIGHT logits; above it the split result is the single-thread one."""
+    assert _kernels.THREAD_MINSIZE_LIGHT > _kernels.THREAD_MINSIZE
+    rows = _kernels.THREAD_MINSIZE_LIGHT // V + 3
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(rows, V)).astype(np.float32)
+    x[rows - 2, 123] = 50.0
+    threads(1)
+    one = CALLS[name](x)
+    threads(2)
+    two = CALLS[name](x)
+    assert np.array_equal(one, two)
+

@@ -116,9 +116,10 @@ static inline float log_prob(float z, float m, double lz)
 }
 
 /* An upper bound of the row's largest lp, (float)-log Z, from the block maxima alone: they are nb
- * of the row's own terms of Z, so their sum shrunk by 1e-6 (far more than the rounding error of
- * either double sum of non-negative terms: < 2^31 terms, 2^-53 each) is below the Z that the
- * full exp sum computes, and -log of it, rounded to float, is >= the max's lp. */
+ * of the row's own terms of Z, so their sum shrunk by 1e-6 is below the Z that the full exp sum
+ * computes (each exp-sum pass of isa.c -- float32 sums of 8-term lanes, added into double
+ * accumulators -- is within about 2e-7 relative of the exact sum of its float terms, and the
+ * bound needs less than 5e-7 in all), and -log of it, rounded to float, is >= the max's lp. */
 static float row_bound(const fdi_isa_ops *ops, const float *bm, int64_t nb, float m)
 {
     double zlo = ops->exp_sum(bm, nb, m, NULL) * (1.0 - 1e-6);

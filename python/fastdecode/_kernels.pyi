@@ -6,6 +6,7 @@ import numpy.typing as npt
 
 GIL_MINSIZE: int
 THREAD_MINSIZE: int
+THREAD_MINSIZE_LIGHT: int
 TOP_K: int
 TOP_P: int
 MIN_P: int
