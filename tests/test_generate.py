@@ -635,3 +635,18 @@ def test_greedy_on_a_transformers_model_equals_hf_generate():
         r = fd.generate(hf, prompts, max_new_tokens=15)  # a torch.nn.Module is given torch ids
         r2 = fd.generate(model, prompts.numpy(), max_new_tokens=15)
     assert r.sequences.tolist() == ref.tolist() == r2.sequences.tolist()
+
+
+def test_tokenizer_output_mapping_is_accepted():
+    model = Bigram(_table(17))
+    S = 5
+    ids = np.full((3, S), 10, np.int64)
+    mask = np.zeros((3, S), np.int64)
+    for b, p in enumerate(PROMPTS):
+        ids[b, S - len(p):] = p
+        mask[b, S - len(p):] = 1
+    a = fd.generate(model, {"input_ids": ids, "attention_mask": mask}, max_new_tokens=4)
+    b = fd.generate(model, ids, attention_mask=mask, max_new_tokens=4)
+    assert np.array_equal(a.sequences, b.sequences) and a.offsets.tolist() == [2, 4, 0]
+    c = fd.generate(model, {"input_ids": np.array([[1, 2, 3]])}, max_new_tokens=2)
+    assert c.sequence(0).tolist() == argmax_loop(model, [1, 2, 3], 2)

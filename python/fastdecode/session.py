@@ -118,13 +118,19 @@ def as_prompts(input_ids: Any, *, attention_mask: Any = None, lengths: Any = Non
                name: str = "input_ids") -> tuple[list[np.ndarray], dict]:
     """Normalise a batch of prompts to a list of 1-D int64 arrays.
 
-    Accepts a list of token-id sequences (ragged), a 1-D sequence (one prompt), or a 2-D array with
+    Accepts a list of token-id sequences (ragged), a 1-D sequence (one prompt), a 2-D array with
     either ``lengths`` (right padding: row b is ``input_ids[b, :lengths[b]]``) or an
-    ``attention_mask`` of 0/1 whose ones are contiguous in every row (left or right padding).
+    ``attention_mask`` of 0/1 whose ones are contiguous in every row (left or right padding), or a
+    tokenizer's output (a mapping with ``input_ids`` and optionally ``attention_mask``).
 
     Returns the prompts and a layout dict: ``width`` (S) and ``offsets`` (column of each row's first
     real token), so loops can write results back in the caller's layout.
     """
+    if not isinstance(input_ids, (np.ndarray, list, tuple)) and hasattr(input_ids, "keys") and "input_ids" in input_ids:
+        # a tokenizer's output (transformers BatchEncoding or a dict): its ids and mask
+        if attention_mask is None and lengths is None and "attention_mask" in input_ids:
+            attention_mask = input_ids["attention_mask"]
+        input_ids = input_ids["input_ids"]
     if _is_torch_tensor(input_ids):
         input_ids = input_ids.detach().cpu().numpy()
     if _is_torch_tensor(attention_mask):
