@@ -54,6 +54,36 @@ check_nargs(const char *fname, Py_ssize_t nargs, Py_ssize_t expected)
     return 0;
 }
 
+/* Scalar conversions that stop at the first failure, so no C API call runs with an exception
+ * already set (chain them with ||). */
+static int
+long_from(PyObject *o, long *out)
+{
+    *out = PyLong_AsLong(o);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int
+llong_from(PyObject *o, long long *out)
+{
+    *out = PyLong_AsLongLong(o);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int
+double_from(PyObject *o, double *out)
+{
+    *out = PyFloat_AsDouble(o);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int
+bool_from(PyObject *o, int *out)
+{
+    *out = PyObject_IsTrue(o);
+    return *out < 0 ? -1 : 0;
+}
+
 static PyArrayObject *
 as_array(PyObject *o, const char *name)
 {
@@ -512,9 +542,8 @@ k_filter(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     c.kind = (fd_filter_kind)kind;
-    c.fv = PyFloat_AsDouble(args[5]);
-    long nt = PyLong_AsLong(args[6]);
-    if ((c.fv == -1.0 || nt == -1) && PyErr_Occurred()) {
+    long nt;
+    if (double_from(args[5], &c.fv) < 0 || long_from(args[6], &nt) < 0) {
         return NULL;
     }
     if (rows_from(args[1], "logits", 0, &c.x) < 0 || rows_from(args[2], "out", 1, &c.out) < 0 ||
@@ -556,9 +585,9 @@ k_softmax(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     if (check_nargs("softmax", nargs, 5) < 0) {
         return NULL;
     }
-    c.log = PyObject_IsTrue(args[3]);
-    long nt = PyLong_AsLong(args[4]);
-    if (c.log < 0 || (nt == -1 && PyErr_Occurred()) || rows_from(args[0], "logits", 0, &c.x) < 0 ||
+    long nt;
+    if (bool_from(args[3], &c.log) < 0 || long_from(args[4], &nt) < 0 ||
+        rows_from(args[0], "logits", 0, &c.x) < 0 ||
         rows_from(args[1], "out", 1, &c.out) < 0 || same_shape(&c.x, &c.out, "out") < 0 ||
         param_from(args[2], "temperature", c.x.n_rows, &c.t) < 0) {
         return NULL;
@@ -691,9 +720,8 @@ k_sample(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         }
     }
-    long order = PyLong_AsLong(args[9]);
-    long nt = PyLong_AsLong(args[15]);
-    if ((order == -1 || nt == -1) && PyErr_Occurred()) {
+    long order, nt;
+    if (long_from(args[9], &order) < 0 || long_from(args[15], &nt) < 0) {
         return NULL;
     }
     if (order != FD_ORDER_HF && order != FD_ORDER_LLAMA) {
@@ -889,9 +917,8 @@ k_apply_bitmask(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     c.words = PyArray_DATA(w);
     c.n_words = PyArray_DIM(w, 1);
     c.row_stride = PyArray_DIM(w, 0) == 1 ? 0 : PyArray_DIM(w, 1);
-    c.fv = PyFloat_AsDouble(args[2]);
-    long nt = PyLong_AsLong(args[3]);
-    if ((c.fv == -1.0 || nt == -1) && PyErr_Occurred()) {
+    long nt;
+    if (double_from(args[2], &c.fv) < 0 || long_from(args[3], &nt) < 0) {
         return NULL;
     }
     return run_rows_min(bitmask_rows, &c, c.x.n_rows, c.x.n_cols, 0, nt, "allowed_tokens_bitmask",
@@ -976,11 +1003,10 @@ k_beam_step(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
             NULL) {
         goto done;
     }
-    long long k = PyLong_AsLongLong(args[2]);
-    long long gs = PyLong_AsLongLong(args[3]);
-    c.normalize = PyObject_IsTrue(args[4]);
-    long nt = PyLong_AsLong(args[5]);
-    if (((k == -1 || gs == -1 || nt == -1) && PyErr_Occurred()) || c.normalize < 0) {
+    long long k, gs;
+    long nt;
+    if (llong_from(args[2], &k) < 0 || llong_from(args[3], &gs) < 0 ||
+        bool_from(args[4], &c.normalize) < 0 || long_from(args[5], &nt) < 0) {
         goto done;
     }
     if (gs < 1 || c.x.n_rows % gs != 0) {
