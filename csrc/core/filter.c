@@ -415,7 +415,9 @@ static float tns_x0(const float *v, int64_t n, float max, double nsig)
         return -INFINITY;
     }
     if (!ge_double(INFINITY, &t)) {
-        return INFINITY; /* thr NaN: nothing passes */
+        /* thr NaN (n = +inf times sigma = 0): no z passes the band, and the kept set is the
+         * min_keep floor alone, at least the maximum (every filter keeps min_keep >= 1) */
+        return max;
     }
     return first_true(-INFINITY, INFINITY, ge_double, &t);
 }

@@ -137,7 +137,7 @@ fd_status fd_repetition_penalty(const fd_rows *x, const fd_ids *ids, fd_param pe
                                 fd_errinfo *err)
 {
     fd_status st = history_prologue(x, ids, err);
-    if (st != FD_OK || x->n_rows == 0 || x->n_cols == 0) {
+    if (st != FD_OK || x->n_rows == 0) {
         return st;
     }
     unsigned char *seen = ws;
@@ -182,7 +182,7 @@ fd_status fd_presence_frequency(const fd_rows *x, const fd_ids *ids, fd_param pr
                                 fd_param frequency, void *ws, fd_errinfo *err)
 {
     fd_status st = history_prologue(x, ids, err);
-    if (st != FD_OK || x->n_rows == 0 || x->n_cols == 0) {
+    if (st != FD_OK || x->n_rows == 0) {
         return st;
     }
     int32_t *count = ws;
@@ -261,9 +261,6 @@ fd_status fd_no_repeat_ngram(const fd_rows *x, const fd_ids *ids, int64_t n, dou
     }
     if (n < 1 || bad_filter_value(filter_value)) {
         return FD_EINVAL;
-    }
-    if (x->n_cols == 0) {
-        return FD_OK;
     }
     int32_t *fail = ws;
     for (int64_t r = 0; r < x->n_rows; r++) {
