@@ -183,9 +183,9 @@ def prepare_out(out: Any, lg: Logits, *, dtype: np.dtype | None = None) -> tuple
         raise ValueError(f"out must have shape {lg.array.shape if not lg.one_d else lg.array.shape[1:]}, got {o.shape}")
     if not o.flags.writeable:
         raise ValueError("out is read-only")
-    if o2.shape[1] > 1 and o2.strides[1] != o2.dtype.itemsize or (
+    if o2.size and (o2.shape[1] > 1 and o2.strides[1] != o2.dtype.itemsize or (
         o2.shape[0] > 1 and (o2.strides[0] % o2.dtype.itemsize or o2.strides[0] // o2.dtype.itemsize < o2.shape[1])
-    ):
+    )):  # an empty out= has no layout (NumPy gives it zero strides)
         raise ValueError("out must have unit stride along the vocabulary axis and non-overlapping rows")
     return o2, out
 
@@ -232,7 +232,7 @@ def row_param(value: Any, batch: int, name: str, *, lo: float | None = None, hi:
     if arr.ndim == 1 and arr.shape[0] not in (1, batch):
         raise ValueError(f"{name} has {arr.shape[0]} values but logits has {batch} rows")
     vals = np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
-    if vals.size == 0:
+    if vals.size == 0 and batch != 0:  # one value per row of an empty batch is no value
         raise ValueError(f"{name} is empty")
     bad = np.isnan(vals)
     if integer:

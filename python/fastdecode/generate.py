@@ -243,6 +243,9 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
         from .session import check_ids_in_vocab
 
         check_ids_in_vocab(prompts, vs)
+        # the declared vocabulary also bounds EOS and stop ids: checked before anything runs, so
+        # that max_new_tokens=0 raises as any other value does
+        _check_loop_ids(eos, stop_seqs, vs)
 
     # Right-padded history of every row (prompt + new tokens), for penalties and stop checks.
     hist = np.full((B, int(plen.max()) + max_new), pad, np.int64)
@@ -273,11 +276,7 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
     try:
         sess, logits = start_session(model, prompts)
         V = sess.vocab_size
-        for s in stop_seqs:
-            if max(s) >= V:
-                raise ValueError(f"stop: token id {max(s)} is outside the model's vocabulary of {V}")
-        if eos.size and eos.max() >= V:
-            raise ValueError(f"eos_token_id {int(eos.max())} is outside the model's vocabulary of {V}")
+        _check_loop_ids(eos, stop_seqs, V)
         active = np.arange(B)
         smp = sampler
         per_row = sampler is not None and sampler._batch_size() is not None
@@ -401,6 +400,14 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
         raise
     yield _result(prompts, layout, hist, cur, plen, gen, pad, reasons, stop_by, token_lp, top_lp, top_id,
                   decode, text_cut, max_new)
+
+
+def _check_loop_ids(eos: np.ndarray, stop_seqs: list[tuple[int, ...]], V: int) -> None:
+    for s in stop_seqs:
+        if max(s) >= V:
+            raise ValueError(f"stop: token id {max(s)} is outside the model's vocabulary of {V}")
+    if eos.size and eos.max() >= V:
+        raise ValueError(f"eos_token_id {int(eos.max())} is outside the model's vocabulary of {V}")
 
 
 def _declared_vocab(model: Any) -> int | None:

@@ -150,8 +150,14 @@ def _softmax(logits: Any, temperature: Any, out: Any, log: bool, dtype: str | No
     t = row_param(temperature, lg.batch, "temperature", lo=0.0, hi=math.inf, hi_open=True)
     want = np.float64 if lg.array.dtype == np.float64 else np.float32
     o, ret = prepare_out(out, lg, dtype=np.dtype(want))
-    resolve_alias(lg, o)
-    _k.softmax(lg.array, o, t, log, _threads[0])
+    if np.may_share_memory(lg.array, o):
+        # in place: a row with no finite value raises after earlier rows are written, so compute
+        # into scratch and copy, leaving the caller's array as it was on error
+        tmp = np.empty(o.shape, dtype=o.dtype)
+        _k.softmax(lg.array, tmp, t, log, _threads[0])
+        np.copyto(o, tmp)
+    else:
+        _k.softmax(lg.array, o, t, log, _threads[0])
     return ret if ret is not None else lg.wrap_float(o)
 
 
@@ -331,7 +337,7 @@ def top_n_sigma(logits: Any, n: Any, *, min_tokens_to_keep: Any = 1, filter_valu
     Parameters
     ----------
     logits : array_like, shape (B, V) or (V,)
-    n : float or array of B floats
+    n : float or array of B floats, finite
         ``n <= 0`` disables the filter.
     @FILTER_PARAMS@
     Notes
@@ -339,7 +345,8 @@ def top_n_sigma(logits: Any, n: Any, *, min_tokens_to_keep: Any = 1, filter_valu
     Keeps ``z >= max - n * sigma`` with ``sigma`` the population standard deviation of the finite
     logits of the row (llama.cpp ``top_n_sigma``). Invariant to temperature.
     """
-    return _run_filter(_k.TOP_N_SIGMA, logits, n, "n", dict(lo=-math.inf, hi=math.inf, hi_open=True),
+    return _run_filter(_k.TOP_N_SIGMA, logits, n, "n", dict(lo=-math.inf, hi=math.inf, lo_open=True,
+                                                              hi_open=True),
                        min_tokens_to_keep, filter_value, out, dtype)
 
 
@@ -482,8 +489,12 @@ def logit_bias(logits: Any, bias: Mapping[int, float] | tuple[Any, Any], *, out:
             vals = vals.reshape(-1)
     else:
         raise TypeError("bias must be a dict {token_id: value} or a tuple (ids, values)")
-    if np.isnan(vals).any() or np.isposinf(vals).any():
-        raise ValueError("bias values must not be NaN or +inf (-inf bans a token)")
+    # +inf also after rounding to the compute dtype: 1e39 is +inf in float32
+    with np.errstate(over="ignore"):
+        cv = vals.astype(np.float64 if lg.array.dtype == np.float64 else np.float32)
+    if np.isnan(vals).any() or np.isposinf(cv).any():
+        raise ValueError("bias values must not be NaN or +inf, also once rounded to float32 for "
+                         "non-float64 logits (-inf bans a token)")
     _k.logit_bias(_filled(lg, o), ids, np.ascontiguousarray(vals))
     return _done(lg, o, ret)
 
@@ -502,6 +513,10 @@ def pack_bitmask(ids: Any, vocab_size: int) -> np.ndarray:
 
     ``ids`` is one list (shape (W,) result) or a list of per-row lists (shape (B, W)).
     """
+    if isinstance(vocab_size, (bool, np.bool_)) or not isinstance(vocab_size, (int, np.integer)):
+        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
     w = (int(vocab_size) + 31) // 32
     rows = ids if (isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray))) else None
     seqs = [as_id_list(r, "ids") for r in rows] if rows is not None else [as_id_list(ids, "ids")]
@@ -518,8 +533,10 @@ def allowed_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out: 
                    dtype: str | None = None) -> Any:
     """Keep only the given token ids (a whitelist; one list, or one list per row)."""
     lg = as_logits(logits, dtype=dtype)
-    return allowed_tokens_bitmask(logits, pack_bitmask(ids, lg.vocab), filter_value=filter_value,
-                                  out=out, dtype=dtype)
+    m = pack_bitmask(ids, lg.vocab)
+    if m.ndim == 2 and m.shape[0] not in (1, lg.batch):
+        raise ValueError(f"ids has {m.shape[0]} lists (one per row) but logits has {lg.batch} rows")
+    return allowed_tokens_bitmask(logits, m, filter_value=filter_value, out=out, dtype=dtype)
 
 
 def allowed_tokens_bitmask(logits: Any, bitmask: Any, *, filter_value: Any = _NEG_INF,
@@ -528,8 +545,9 @@ def allowed_tokens_bitmask(logits: Any, bitmask: Any, *, filter_value: Any = _NE
 
     Parameters
     ----------
-    bitmask : int32 or uint32 array, shape (ceil(V/32),) or (B, ceil(V/32))
+    bitmask : int32 or uint32 array, shape (W,), (1, W) or (B, W), W >= ceil(V/32)
         Bit ``i % 32`` (little-endian) of word ``i // 32`` set means token ``i`` is allowed.
+        One row of words applies to every row of logits; words beyond ``ceil(V/32)`` are ignored.
     """
     lg, o, ret = _inplace_target(logits, out, dtype)
     m = np.asarray(bitmask.cpu().numpy() if hasattr(bitmask, "cpu") else bitmask)
@@ -673,7 +691,8 @@ def sample(logits: Any, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 
         row_param(typical_p, b, "typical_p", lo=0.0, hi=1.0),
         row_param(epsilon_cutoff, b, "epsilon_cutoff", lo=0.0, hi=1.0, hi_open=True),
         row_param(eta_cutoff, b, "eta_cutoff", lo=0.0, hi=1.0, hi_open=True),
-        row_param(top_n_sigma, b, "top_n_sigma", lo=-math.inf, hi=math.inf, hi_open=True),
+        row_param(top_n_sigma, b, "top_n_sigma", lo=-math.inf, hi=math.inf, lo_open=True,
+                  hi_open=True),
     ]
     u = None
     if uniforms is not None:

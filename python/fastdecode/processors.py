@@ -85,7 +85,7 @@ class Sampler:
             ("typical_p", typical_p, dict(lo=0.0, hi=1.0)),
             ("epsilon_cutoff", epsilon_cutoff, dict(lo=0.0, hi=1.0, hi_open=True)),
             ("eta_cutoff", eta_cutoff, dict(lo=0.0, hi=1.0, hi_open=True)),
-            ("top_n_sigma", top_n_sigma, dict(lo=-math.inf, hi=math.inf, hi_open=True)),
+            ("top_n_sigma", top_n_sigma, dict(lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)),
             ("repetition_penalty", repetition_penalty, dict(lo=0.0, lo_open=True, hi=math.inf, hi_open=True)),
             ("presence_penalty", presence_penalty, dict(lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)),
             ("frequency_penalty", frequency_penalty, dict(lo=-math.inf, hi=math.inf, lo_open=True, hi_open=True)),
@@ -293,8 +293,8 @@ class Sampler:
             if lg.bf16:
                 x = _to_work_array(lg)
         if position is None:
-            if lengths is not None:
-                position = lengths
+            if lengths is not None:  # validated here so that an error names the argument given
+                position = row_param(lengths, lg.batch, "lengths", lo=0, integer=True)
             elif input_ids is not None:
                 position = np.shape(input_ids)[-1]
             else:
