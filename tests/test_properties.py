@@ -37,8 +37,8 @@ input rather than loosening the check: finite float64 beyond the float32 range s
 twin; probabilities below -FLT_MAX are -inf in float32. And an oracle supplies what the twin
 does not check: ``logit_bias`` +inf (also once rounded to float32), the ``bad_words`` history,
 integral ``n``, (1, W) bitmask rows, ``input_ids`` required by history penalties, ``lengths``
-as the Sampler's default position. Known gaps are pinned by strict xfail tests:
-``test_typical_mass_one_keeps_everything``, ``test_sampler_rejects_nan_under_constraints``,
+as the Sampler's default position. Three defects the properties found are pinned by regression
+tests: ``test_typical_mass_one_keeps_everything``, ``test_sampler_rejects_nan_under_constraints``,
 ``test_beam_search_checks_ids_without_steps``.
 
 Loops (``generate``, ``stream``, ``beam_search``) run on random small ``NGramModel``s with
@@ -377,10 +377,8 @@ def check_filter_output(kind, case, got, exp_keep, param, mk, fv):
                         max_borderline_frac=0.0, what=f"{case.dtype}/{case.layout}")
 
 
-@pytest.mark.xfail(strict=True, reason="typical_p(mass=1) removes tokens whose float32 probability "
-                   "underflows to 0 (csrc/core/filter.c walks to the first position with inclusive "
-                   "mass >= 1); top_p(1) and the reference keep everything, sample() skips it")
 def test_typical_mass_one_keeps_everything():
+    """mass = 1 is a no-op, as top_p(1) (the walk used to drop tokens whose probability underflows)."""
     x = np.array([0.0, -200.0], np.float32)
     np.testing.assert_array_equal(fd.typical_p(x, 1.0), x)
 
@@ -902,10 +900,8 @@ def test_sampler(data):
     np.testing.assert_array_equal(again, tokens)
 
 
-@pytest.mark.xfail(strict=True, reason="Sampler validates the logits only in the fused pick, so "
-                   "a NaN that a constraint overwrites first (suppress_tokens, allowed_token_ids, "
-                   "bad words, n-gram) is accepted; the same Sampler without it raises")
 def test_sampler_rejects_nan_under_constraints():
+    """A NaN that a constraint would overwrite is still rejected (validated before the edits)."""
     x = np.array([[0.0, np.nan, 1.0]], np.float32)
     with pytest.raises(ValueError, match="NaN"):
         fd.Sampler(seed=0)(x)
@@ -1238,8 +1234,6 @@ def _beam_problem(model, prompts, kw):
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="beam_search with max_new_tokens=0 returns before it "
-                   "checks the prompts against the model's declared vocabulary (generate checks)")
 def test_beam_search_checks_ids_without_steps():
     m = NGramModel(vocab_size=5, order=2, seed=0)
     with pytest.raises(ValueError, match="input_ids"):

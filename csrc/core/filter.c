@@ -676,7 +676,9 @@ static int dense_min_p(const drow *R, double p, int64_t min_keep, fdi_keep *k)
 static int dense_typical(const drow *R, double mass, int64_t min_keep, fdi_keep *k)
 {
     int64_t V = R->V;
-    if (V <= 0 || R->max == -INFINITY) {
+    /* mass 1 keeps everything, as top_p(1) does (HF's class rejects 1; the walk below would
+     * reach the whole mass early and drop tokens whose probability underflows) */
+    if (V <= 0 || R->max == -INFINITY || mass >= 1.0) {
         return 1;
     }
     fws L = R->L;
@@ -795,7 +797,7 @@ int fdi_decide(fd_filter_kind kind, const float *x, int64_t V, const float *bm, 
         break;
     case FD_FILTER_TYPICAL:
         all = dense_typical(&R, p, min_keep, k);
-        w = 1;
+        w = !(p >= 1.0);
         break;
     case FD_FILTER_EPSILON:
         all = dense_epsilon(&R, p, min_keep, k);

@@ -144,7 +144,7 @@ static void test_table(void)
         /* typical: ties of s are kept; min_keep counts the ascending-s walk */
         {FD_FILTER_TYPICAL, 4, {0, 0, 0, 0}, 0.3, 1, "1111"},
         {FD_FILTER_TYPICAL, 5, {NINF, 0, 0, 0, 0}, 0.3, 1, "01111"},
-        {FD_FILTER_TYPICAL, 5, {NINF, 0, 0, 0, 0}, 1.0, 1, "01111"},
+        {FD_FILTER_TYPICAL, 5, {NINF, 0, 0, 0, 0}, 1.0, 1, "11111"}, /* mass 1 keeps all, as p = 1 */
         {FD_FILTER_TYPICAL, 4, {NINF, 5, 0, NINF}, 0.5, 3, "1110"},
         /* epsilon / eta: p >= eps, or z >= the min_keep-th largest (ties kept) */
         {FD_FILTER_EPSILON, 4, {0, 1, 1, 2}, 0.9, 2, "0111"},

@@ -48,7 +48,7 @@ import numpy as np
 
 from . import ops
 from .processors import Sampler
-from .session import as_prompts, start_session
+from .session import as_prompts, check_ids_in_vocab, declared_vocab, start_session
 
 __all__ = ["BeamSearchResult", "beam_search"]
 
@@ -659,6 +659,11 @@ def beam_search(model: Any, input_ids: Any, *, num_beams: int, max_new_tokens: i
     plen = np.array([p.size for p in prompts], np.int64)
     if layout["left"] and not (layout["offsets"] + plen == layout["width"]).all():
         raise ValueError("attention_mask mixes left and right padding; pad every row on the same side")
+    vs = declared_vocab(model)
+    if vs is not None:  # before any work, and also when there are no steps (as generate)
+        check_ids_in_vocab(prompts, vs)
+        if c.eos.size and c.eos.max() >= vs:
+            raise ValueError(f"eos_token_id {int(c.eos.max())} is outside the model's vocabulary of {vs}")
     seeds = _seeds(seed, c.sampler, B) if c.do_sample else np.zeros(B, np.uint64)
     n, M = c.nrs, c.max_new
     if M == 0:

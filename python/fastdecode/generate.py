@@ -17,7 +17,7 @@ import numpy as np
 
 from . import ops
 from .processors import Sampler
-from .session import as_prompts, start_session
+from .session import as_prompts, declared_vocab, start_session
 
 __all__ = ["GenerateResult", "GenerationStream", "StreamEvent", "generate", "stream"]
 
@@ -238,7 +238,7 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
             raise ValueError(f"the sampler has per-row parameters for {nb} rows but there are {B} prompts")
     seeds = _row_seeds(seed, sampler, B)
     plen = np.array([p.size for p in prompts], np.int64)
-    vs = _declared_vocab(model)
+    vs = declared_vocab(model)
     if vs is not None:
         from .session import check_ids_in_vocab
 
@@ -408,13 +408,6 @@ def _check_loop_ids(eos: np.ndarray, stop_seqs: list[tuple[int, ...]], V: int) -
             raise ValueError(f"stop: token id {max(s)} is outside the model's vocabulary of {V}")
     if eos.size and eos.max() >= V:
         raise ValueError(f"eos_token_id {int(eos.max())} is outside the model's vocabulary of {V}")
-
-
-def _declared_vocab(model: Any) -> int | None:
-    v = getattr(model, "vocab_size", None)
-    if v is None:
-        v = getattr(getattr(model, "config", None), "vocab_size", None)
-    return int(v) if isinstance(v, (int, np.integer)) and v > 0 else None
 
 
 def _tokens_before(decode: Callable, gen_ids: np.ndarray, cut: int) -> int:

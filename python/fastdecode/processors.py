@@ -159,6 +159,9 @@ class Sampler:
     def _process(self, lg, input_ids, prompt_lengths, lengths) -> np.ndarray:
         c = self._cfg
         x = _to_work_array(lg)
+        # Validate before a constraint can overwrite a NaN / +inf (the fused pick would then never
+        # see it): one vectorised read of every row, raising ValueError naming the row.
+        ops.argmax(x)
         ids = None
         if self.needs_history:
             if input_ids is None:

@@ -216,6 +216,15 @@ def _rectangular(x: Any) -> bool:
     return a.dtype != object and a.ndim in (1, 2)
 
 
+def declared_vocab(model: Any) -> int | None:
+    """The vocabulary size a model declares (``vocab_size`` or ``config.vocab_size``), if any:
+    loops check prompts against it before calling the model."""
+    v = getattr(model, "vocab_size", None)
+    if v is None:
+        v = getattr(getattr(model, "config", None), "vocab_size", None)
+    return int(v) if isinstance(v, (int, np.integer)) and v > 0 else None
+
+
 def check_ids_in_vocab(prompts: Sequence[np.ndarray], vocab_size: int, name: str = "input_ids") -> None:
     for b, p in enumerate(prompts):
         if p.size and int(p.max()) >= vocab_size:
