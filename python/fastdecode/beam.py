@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from .processors import Sampler
+from .generate import _eos_list, _int_arg, _row_seeds, _RowsView
+from .processors import _PLAN_NAMES, Sampler
 from .session import as_prompts, check_ids_in_vocab, declared_vocab, start_session
 
 __all__ = ["BeamSearchResult", "beam_search"]
@@ -57,7 +58,7 @@ _REAL = -1.0e8  # scores above this are sums of log-probabilities, below it carr
 
 
 @dataclass
-class BeamSearchResult:
+class BeamSearchResult(_RowsView):
     """The output of :func:`beam_search`.
 
     Row ``b * num_return_sequences + j`` holds the ``j``-th best hypothesis of prompt ``b``.
@@ -90,30 +91,9 @@ class BeamSearchResult:
     offsets: np.ndarray
     beam_indices: np.ndarray
 
-    @property
-    def num_new_tokens(self) -> np.ndarray:
-        return self.lengths - self.prompt_lengths
-
-    def sequence(self, row: int) -> np.ndarray:
-        """Row ``row``'s real tokens (prompt and new tokens, no padding)."""
-        o = int(self.offsets[row])
-        return self.sequences[row, o:o + int(self.lengths[row])]
-
-    def new_tokens(self, row: int) -> np.ndarray:
-        """Row ``row``'s generated tokens."""
-        o = int(self.offsets[row]) + int(self.prompt_lengths[row])
-        return self.sequences[row, o:o + int(self.num_new_tokens[row])]
 
 
 # -- arguments ------------------------------------------------------------------------------------
-
-def _int(v: Any, name: str, lo: int) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {v!r}")
-    if v < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {v}")
-    return int(v)
-
 
 def _real(v: Any, name: str) -> float:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
@@ -124,20 +104,7 @@ def _real(v: Any, name: str) -> float:
     return f
 
 
-def _eos(eos: Any) -> np.ndarray:
-    """EOS ids in the caller's order; duplicates are kept, as HF counts them in K."""
-    if eos is None:
-        return np.zeros(0, np.int64)
-    a = np.atleast_1d(np.asarray(eos))
-    if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
-        raise TypeError(f"eos_token_id must be an int or a list of ints, got {eos!r}")
-    if a.size and a.min() < 0:
-        raise ValueError(f"eos_token_id must be non-negative, got {eos!r}")
-    return a.astype(np.int64)
-
-
-_WARPERS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
-            "top_n_sigma")
+_WARPERS = _PLAN_NAMES
 _WARPER_OFF = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, epsilon_cutoff=0.0,
                    eta_cutoff=0.0, top_n_sigma=0.0)
 
@@ -167,24 +134,24 @@ class _Config:
 def _config(num_beams, max_new_tokens, length_penalty, early_stopping, num_return_sequences,
             no_repeat_ngram_size, eos_token_id, pad_token_id, do_sample, sampler, num_beam_groups,
             diversity_penalty) -> _Config:
-    nb = _int(num_beams, "num_beams", 1)
-    max_new = _int(max_new_tokens, "max_new_tokens", 0)
+    nb = _int_arg(num_beams, "num_beams", 1)
+    max_new = _int_arg(max_new_tokens, "max_new_tokens", 0)
     lp = _real(length_penalty, "length_penalty")
     if not (isinstance(early_stopping, (bool, np.bool_)) or early_stopping == "never"):
         raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     early = early_stopping if early_stopping == "never" else bool(early_stopping)
-    nrs = _int(num_return_sequences, "num_return_sequences", 1)
+    nrs = _int_arg(num_return_sequences, "num_return_sequences", 1)
     if nrs > nb:
         raise ValueError(f"num_return_sequences ({nrs}) has to be smaller or equal to num_beams ({nb})")
-    ngram = _int(no_repeat_ngram_size, "no_repeat_ngram_size", 0)
-    eos = _eos(eos_token_id)
+    ngram = _int_arg(no_repeat_ngram_size, "no_repeat_ngram_size", 0)
+    eos = _eos_list(eos_token_id)
     if pad_token_id is None:
         pad = int(eos[0]) if eos.size else 0
     else:
-        pad = _int(pad_token_id, "pad_token_id", 0)
+        pad = _int_arg(pad_token_id, "pad_token_id", 0)
     if not isinstance(do_sample, (bool, np.bool_)):
         raise TypeError(f"do_sample must be a bool, got {do_sample!r}")
-    groups = _int(num_beam_groups, "num_beam_groups", 1)
+    groups = _int_arg(num_beam_groups, "num_beam_groups", 1)
     if groups > nb or nb % groups:
         raise ValueError(f"num_beam_groups ({groups}) must divide num_beams ({nb})")
     div = _real(diversity_penalty, "diversity_penalty")
@@ -219,15 +186,6 @@ def _config(num_beams, max_new_tokens, length_penalty, early_stopping, num_retur
                           "(only its penalties apply), as in Hugging Face", UserWarning, stacklevel=3)
     return _Config(nb, max_new, lp, early, nrs, ngram, eos, pad, bool(do_sample), sampler, groups, div,
                    max(2, eos.size + 1))
-
-
-def _seeds(seed: Any, sampler: Sampler | None, B: int) -> np.ndarray:
-    if seed is None and sampler is not None:
-        seed = sampler.seed
-    if seed is None:
-        return np.random.SeedSequence().generate_state(B, dtype=np.uint64)
-    s = ops._seeds(seed, B)
-    return np.broadcast_to(s, (B,)).copy() if s.size == 1 else s
 
 
 # -- per-step scores --------------------------------------------------------------------------------
@@ -664,7 +622,7 @@ def beam_search(model: Any, input_ids: Any, *, num_beams: int, max_new_tokens: i
         check_ids_in_vocab(prompts, vs)
         if c.eos.size and c.eos.max() >= vs:
             raise ValueError(f"eos_token_id {int(c.eos.max())} is outside the model's vocabulary of {vs}")
-    seeds = _seeds(seed, c.sampler, B) if c.do_sample else np.zeros(B, np.uint64)
+    seeds = _row_seeds(seed, c.sampler, B) if c.do_sample else np.zeros(B, np.uint64)
     n, M = c.nrs, c.max_new
     if M == 0:
         res = (np.full((B, n, 0), c.pad, np.int64), np.zeros((B, n), np.int64),

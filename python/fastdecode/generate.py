@@ -9,7 +9,6 @@ neither model nor kernel time afterwards.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -24,8 +23,27 @@ __all__ = ["GenerateResult", "GenerationStream", "StreamEvent", "generate", "str
 _NEG_INF = np.float32(-np.inf)
 
 
+class _RowsView:
+    """Row accessors shared by the loops' results (fields ``sequences``, ``lengths``,
+    ``prompt_lengths``, ``offsets``)."""
+
+    @property
+    def num_new_tokens(self) -> np.ndarray:
+        return self.lengths - self.prompt_lengths
+
+    def sequence(self, row: int) -> np.ndarray:
+        """Row ``row``'s real tokens (prompt and new tokens, no padding)."""
+        o = int(self.offsets[row])
+        return self.sequences[row, o:o + int(self.lengths[row])]
+
+    def new_tokens(self, row: int) -> np.ndarray:
+        """Row ``row``'s generated tokens."""
+        o = int(self.offsets[row]) + int(self.prompt_lengths[row])
+        return self.sequences[row, o:o + int(self.num_new_tokens[row])]
+
+
 @dataclass
-class GenerateResult:
+class GenerateResult(_RowsView):
     """The output of :func:`generate`.
 
     Attributes
@@ -63,19 +81,6 @@ class GenerateResult:
     top_ids: np.ndarray | None = None
     texts: list | None = None
 
-    @property
-    def num_new_tokens(self) -> np.ndarray:
-        return self.lengths - self.prompt_lengths
-
-    def sequence(self, row: int) -> np.ndarray:
-        """Row ``row``'s real tokens (prompt and new tokens, no padding)."""
-        o = int(self.offsets[row])
-        return self.sequences[row, o:o + int(self.lengths[row])]
-
-    def new_tokens(self, row: int) -> np.ndarray:
-        """Row ``row``'s generated tokens."""
-        o = int(self.offsets[row]) + int(self.prompt_lengths[row])
-        return self.sequences[row, o:o + int(self.num_new_tokens[row])]
 
 
 @dataclass
@@ -117,7 +122,8 @@ def _int_arg(v: Any, name: str, lo: int = 0) -> int:
     return int(v)
 
 
-def _eos_ids(eos: Any) -> np.ndarray:
+def _eos_list(eos: Any) -> np.ndarray:
+    """EOS ids in the caller's order; duplicates are kept, as HF counts them in K."""
     if eos is None:
         return np.zeros(0, np.int64)
     a = np.atleast_1d(np.asarray(eos))
@@ -125,7 +131,12 @@ def _eos_ids(eos: Any) -> np.ndarray:
         raise TypeError(f"eos_token_id must be an int or a list of ints, got {eos!r}")
     if a.size and a.min() < 0:
         raise ValueError(f"eos_token_id must be non-negative, got {eos!r}")
-    return np.unique(a.astype(np.int64))
+    return a.astype(np.int64)
+
+
+def _eos_ids(eos: Any) -> np.ndarray:
+    """The distinct EOS ids (a row ends on any of them)."""
+    return np.unique(_eos_list(eos))
 
 
 def _stops(stop: Any, decode: Any) -> tuple[list[str], list[tuple[int, ...]]]:
@@ -444,7 +455,6 @@ def _result(prompts, layout, hist, cur, plen, gen, pad, reasons, stop_by, token_
     seq = np.full((B, S + n), pad, np.int64)
     offsets = layout["offsets"].copy() if left else np.zeros(B, np.int64)
     for b in range(B):
-        o = int(offsets[b])
         L = int(cur[b])
         if left:
             # prompt stays where it was (right-aligned at column S); new tokens follow it
