@@ -1083,6 +1083,171 @@ k_uniform(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* spec_verify(target, draft, tokens, gamma, n_draft, greedy, seed, position, out_accepted,
+ *             out_next, n_threads): speculative verification of B = target rows / (gamma + 1)
+ * rows. target (B * (gamma + 1), V) and draft (B * gamma, V) or None: processed logits; tokens
+ * (B, gamma) int64 (C-contiguous rows); n_draft int64 (B,) or None; greedy uint8 (B,) or None;
+ * seed uint64 / position int64 per row (1 or B values). */
+typedef struct {
+    fd_rows target, draft;
+    int has_draft;
+    const int64_t *tokens;
+    int64_t gamma;
+    const int64_t *n_draft;
+    const uint8_t *greedy;
+    const uint64_t *seed;
+    int64_t seed_stride;
+    const int64_t *position;
+    int64_t position_stride;
+    int64_t *acc, *next;
+} spec_ctx;
+
+static fd_status
+spec_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const spec_ctx *c = p;
+    int64_t G = c->gamma;
+    fd_rows t = sub_rows(&c->target, r0 * (G + 1), r1 * (G + 1));
+    fd_rows d = sub_rows(&c->draft, r0 * G, r1 * G);
+    return fd_spec_verify(&t, c->has_draft ? &d : NULL, c->tokens ? c->tokens + r0 * G : NULL, G,
+                          G, c->n_draft ? c->n_draft + r0 : NULL,
+                          c->greedy ? c->greedy + r0 : NULL,
+                          c->seed ? c->seed + r0 * c->seed_stride : NULL, c->seed_stride,
+                          c->position ? c->position + r0 * c->position_stride : NULL,
+                          c->position_stride, c->acc + r0, c->next + r0, ws, e);
+}
+
+static PyObject *
+k_spec_verify(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    spec_ctx c;
+    memset(&c, 0, sizeof c);
+    long long gamma;
+    long nt;
+    if (check_nargs("spec_verify", nargs, 11) < 0 ||
+        rows_from(args[0], "target_logits", 0, &c.target) < 0 || llong_from(args[3], &gamma) < 0 ||
+        long_from(args[10], &nt) < 0) {
+        return NULL;
+    }
+    if (gamma < 0 || c.target.n_rows % (gamma + 1) != 0) {
+        PyErr_SetString(PyExc_ValueError, "target_logits must have B * (gamma + 1) rows");
+        return NULL;
+    }
+    c.gamma = gamma;
+    int64_t B = c.target.n_rows / (gamma + 1), V = c.target.n_cols;
+    if (args[1] != Py_None) {
+        if (rows_from(args[1], "draft_logits", 0, &c.draft) < 0) {
+            return NULL;
+        }
+        if (c.draft.n_rows != B * gamma || c.draft.n_cols != V) {
+            PyErr_SetString(PyExc_ValueError,
+                            "draft_logits must have B * gamma rows of the target's vocabulary");
+            return NULL;
+        }
+        c.has_draft = 1;
+    }
+    else {
+        c.draft = c.target; /* unused */
+        c.draft.n_rows = 0;
+    }
+    PyArrayObject *tk = as_array(args[2], "draft_tokens");
+    if (tk == NULL) {
+        return NULL;
+    }
+    if (PyArray_TYPE(tk) != NPY_INT64 || PyArray_NDIM(tk) != 2 || !PyArray_IS_C_CONTIGUOUS(tk) ||
+        PyArray_DIM(tk, 0) != B || PyArray_DIM(tk, 1) != gamma) {
+        PyErr_SetString(PyExc_ValueError, "draft_tokens must be a C-contiguous (B, gamma) int64 array");
+        return NULL;
+    }
+    c.tokens = B * gamma > 0 ? PyArray_DATA(tk) : NULL;
+    if (args[4] != Py_None &&
+        (c.n_draft = vec_from(args[4], "num_drafts", NPY_INT64, B, NULL, 0)) == NULL) {
+        return NULL;
+    }
+    if (args[5] != Py_None) {
+        PyArrayObject *g = as_array(args[5], "greedy");
+        if (g == NULL) {
+            return NULL;
+        }
+        if (PyArray_TYPE(g) != NPY_UINT8 || PyArray_NDIM(g) != 1 || PyArray_DIM(g, 0) != B ||
+            !PyArray_IS_C_CONTIGUOUS(g)) {
+            PyErr_SetString(PyExc_TypeError, "greedy must be a contiguous (B,) uint8 array");
+            return NULL;
+        }
+        c.greedy = PyArray_DATA(g);
+    }
+    if (args[6] != Py_None &&
+        (c.seed = per_row_from(args[6], "seed", NPY_UINT64, B, &c.seed_stride)) == NULL) {
+        return NULL;
+    }
+    if (args[7] != Py_None &&
+        (c.position = per_row_from(args[7], "position", NPY_INT64, B, &c.position_stride)) == NULL) {
+        return NULL;
+    }
+    if ((c.acc = (int64_t *)vec_from(args[8], "out_accepted", NPY_INT64, B, NULL, 1)) == NULL ||
+        (c.next = (int64_t *)vec_from(args[9], "out_next", NPY_INT64, B, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    /* threads split the B rows (each reads up to gamma + 1 target rows) */
+    PyObject *r = run_rows_min(spec_rows, &c, B, (gamma + 1) * V, fd_spec_verify_workspace(V), nt,
+                               "spec_verify", FD_THREAD_MINSIZE);
+    if (r != NULL || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return r;
+    }
+    /* An error: run again on one thread (errors are deterministic, the first failing row fails
+     * first) to name the array, row and draft position at fault. */
+    PyErr_Clear();
+    void *raw = NULL;
+    void *ws = ws_alloc(fd_spec_verify_workspace(V), &raw);
+    if (ws == NULL) {
+        return NULL;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = spec_rows(&c, 0, B, ws, &e);
+    PyMem_RawFree(raw);
+    long long b = e.row, i = e.index;
+    const char *arr = i > gamma ? "draft_logits" : "target_logits";
+    long long pos = i > gamma ? i - gamma - 1 : i;
+    switch (st) {
+    case FD_OK:
+        Py_RETURN_NONE; /* not reached */
+    case FD_ENAN:
+    case FD_EPOSINF:
+        PyErr_Format(PyExc_ValueError, "%s[%lld, %lld] contains %s", arr, b, pos,
+                     st == FD_ENAN ? "NaN" : "+inf");
+        break;
+    case FD_ENOFINITE:
+        PyErr_Format(PyExc_ValueError, "%s[%lld, %lld] has no finite value to choose a token from",
+                     arr, b, pos);
+        break;
+    case FD_ERANGE:
+        PyErr_Format(PyExc_ValueError,
+                     "draft_tokens[%lld, %lld] is outside [0, vocabulary size %lld)", b, i,
+                     (long long)V);
+        break;
+    case FD_EINVAL:
+        if (i > gamma) {
+            PyErr_Format(PyExc_ValueError,
+                         "draft_tokens[%lld, %lld] has probability 0 under draft_logits[%lld, %lld]: "
+                         "a drafted token must be drawn from the draft's distribution",
+                         b, pos, b, pos);
+        }
+        else if (c.greedy == NULL || !c.greedy[b]) {
+            PyErr_Format(PyExc_ValueError,
+                         "num_drafts[%lld] must be in [0, gamma = %lld] (or seed/position missing)",
+                         b, gamma);
+        }
+        else {
+            PyErr_Format(PyExc_ValueError, "num_drafts[%lld] must be in [0, gamma = %lld]", b, gamma);
+        }
+        break;
+    default:
+        PyErr_Format(PyExc_ValueError, "spec_verify(): inconsistent sizes (row %lld)", b);
+        break;
+    }
+    return NULL;
+}
+
 static PyMethodDef kernels_methods[] = {
     {"filter", (PyCFunction)(void (*)(void))k_filter, METH_FASTCALL, NULL},
     {"softmax", (PyCFunction)(void (*)(void))k_softmax, METH_FASTCALL, NULL},
@@ -1096,6 +1261,7 @@ static PyMethodDef kernels_methods[] = {
     {"bad_words", (PyCFunction)(void (*)(void))k_bad_words, METH_FASTCALL, NULL},
     {"beam_step", (PyCFunction)(void (*)(void))k_beam_step, METH_FASTCALL, NULL},
     {"uniform", (PyCFunction)(void (*)(void))k_uniform, METH_FASTCALL, NULL},
+    {"spec_verify", (PyCFunction)(void (*)(void))k_spec_verify, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -25,6 +25,7 @@ from .ops import (
     repetition_penalty,
     sample,
     set_num_threads,
+    speculative_verify,
     softmax,
     suppress_tokens,
     top_k,
@@ -37,6 +38,7 @@ from . import models
 from .processors import Sampler
 from .beam import BeamSearchResult, beam_search
 from .generate import GenerateResult, GenerationStream, StreamEvent, generate, stream
+from .speculative import PromptLookup, SpeculativeResult, speculative_generate
 
 __version__ = "0.1.0"
 
@@ -45,8 +47,10 @@ __all__ = [
     "GIL_MINSIZE",
     "GenerateResult",
     "GenerationStream",
+    "PromptLookup",
     "StreamEvent",
     "Sampler",
+    "SpeculativeResult",
     "allowed_tokens",
     "allowed_tokens_bitmask",
     "argmax",
@@ -68,6 +72,8 @@ __all__ = [
     "sample",
     "set_num_threads",
     "softmax",
+    "speculative_generate",
+    "speculative_verify",
     "stream",
     "suppress_tokens",
     "top_k",

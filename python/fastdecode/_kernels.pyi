@@ -37,3 +37,9 @@ def bad_words(logits: _Rows, input_ids: _I64, begin: _I64 | None, end: _I64 | No
 # scores float32 (B,); returns (scores float32 (G, k), rows int64 (G, k), tokens int64 (G, k)), G = B / group_size
 def beam_step(logits: _Rows, scores: npt.NDArray[np.float32], k: int, group_size: int, normalize: bool, n_threads: int, /) -> tuple[npt.NDArray[np.float32], _I64, _I64]: ...
 def uniform(seed: npt.NDArray[np.uint64], position: _I64, draw: int, /) -> _F64: ...
+# target (B * (gamma + 1), V), draft (B * gamma, V) or None, tokens (B, gamma) int64; writes out_accepted, out_next (B,)
+def spec_verify(
+    target: _Rows, draft: _Rows | None, tokens: _I64, gamma: int, n_draft: _I64 | None,
+    greedy: npt.NDArray[np.uint8] | None, seed: npt.NDArray[np.uint64] | None, position: _I64 | None,
+    out_accepted: _I64, out_next: _I64, n_threads: int, /,
+) -> None: ...

@@ -845,3 +845,53 @@ def beam_step(logits, beam_scores, k, *, group_size=None, normalize=True, logpro
         out_t[g] = order % V
     return out_s, out_r, out_t
 
+
+
+def speculative_verify(target_logits, draft_tokens, draft_logits=None, *, accept_uniforms,
+                       next_uniforms, num_drafts=None, greedy=False):
+    """Speculative verification (Leviathan et al. 2023, Algorithm 1) in float64 with explicit
+    uniforms: ``accept_uniforms`` (B, gamma) for the tests of the drafts, ``next_uniforms``
+    (B, gamma + 1) for the token drawn at each draft index (residual or bonus). Returns
+    (num_accepted, next_token), int64 (B,)."""
+    t = np.asarray(target_logits)
+    d = np.asarray(draft_tokens, dtype=np.int64)
+    B, G1, V = t.shape
+    G = G1 - 1
+    q = None if draft_logits is None else np.asarray(draft_logits)
+    n = np.full(B, G, np.int64) if num_drafts is None else np.broadcast_to(
+        np.asarray(num_drafts, np.int64), (B,))
+    g = np.broadcast_to(np.asarray(greedy, bool), (B,))
+    ua = np.asarray(accept_uniforms, np.float64).reshape(B, G)
+    un = np.asarray(next_uniforms, np.float64).reshape(B, G1)
+    acc = np.zeros(B, np.int64)
+    nxt = np.zeros(B, np.int64)
+
+    def pick(w, u):
+        cum = np.cumsum(w)
+        return int(np.argmax(cum > u * cum[-1]))
+
+    for b in range(B):
+        if g[b]:
+            for i in range(n[b] + 1):
+                am = int(np.argmax(_z(t[b, i])))
+                if i == n[b] or d[b, i] != am:
+                    acc[b], nxt[b] = i, am
+                    break
+            continue
+        for i in range(n[b] + 1):
+            p = _softmax_row(_z(t[b, i]))
+            if i == n[b]:
+                acc[b], nxt[b] = i, pick(p, un[b, i])
+                break
+            qv = np.zeros(V)
+            if q is None:
+                qv[d[b, i]] = 1.0
+            else:
+                qv = _softmax_row(_z(q[b, i]))
+            if ua[b, i] * qv[d[b, i]] < p[d[b, i]]:
+                continue
+            r = np.maximum(p - qv, 0.0)
+            acc[b] = i
+            nxt[b] = pick(r, un[b, i]) if r.sum() > 0 else pick(p, un[b, i])
+            break
+    return acc, nxt

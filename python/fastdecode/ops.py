@@ -26,6 +26,7 @@ import numpy as np
 from . import _kernels as _k
 from ._array import (
     Logits,
+    _fix_layout,
     _is_torch,
     as_id_list,
     as_ids_matrix,
@@ -43,6 +44,7 @@ __all__ = [
     "repetition_penalty", "presence_frequency_penalty", "no_repeat_ngram", "logit_bias",
     "suppress_tokens", "allowed_tokens", "allowed_tokens_bitmask", "pack_bitmask", "bad_words",
     "argmax", "sample", "beam_step",
+    "speculative_verify", "VerifyResult",
 ]
 
 _NEG_INF = float("-inf")
@@ -805,3 +807,154 @@ def beam_step(logits: Any, beam_scores: Any, k: int, *, group_size: int | None =
     s, rows, tokens = _k.beam_step(lg.array, b, kk, gs, bool(normalize), _threads[0])
     return lg.wrap_float(s), lg.wrap_float(rows), lg.wrap_float(tokens)
 
+
+
+# --------------------------------------------------------------------------------------------
+# speculative decoding
+
+
+class VerifyResult(tuple):
+    """``(num_accepted, next_token)``: int64 arrays (B,) (0-d for a single row)."""
+
+    __slots__ = ()
+
+    def __new__(cls, num_accepted: Any, next_token: Any) -> "VerifyResult":
+        return tuple.__new__(cls, (num_accepted, next_token))
+
+    @property
+    def num_accepted(self) -> Any:
+        return self[0]
+
+    @property
+    def next_token(self) -> Any:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"VerifyResult(num_accepted={self[0]!r}, next_token={self[1]!r})"
+
+
+def _stack3(x: Any, name: str, dtype: str | None) -> tuple[np.ndarray, bool, bool]:
+    """(B, n, V) logits (or (n, V) for one row) as a NumPy array the binding reads as
+    (B * n, V) rows. Returns (array 3-D, one_row, torch_in)."""
+    torch_in = _is_torch(x)
+    if torch_in:
+        from ._array import _torch_to_numpy
+
+        a, bf16 = _torch_to_numpy(x, name)
+    else:
+        a = x if isinstance(x, np.ndarray) else np.asarray(x)
+        bf16 = False
+    if dtype is not None:
+        if dtype != "bfloat16":
+            raise ValueError(f"dtype must be None or 'bfloat16', got {dtype!r}")
+        if a.dtype not in (np.dtype(np.uint16), np.dtype(np.int16)):
+            raise TypeError(f"{name} must hold uint16 bits when dtype='bfloat16', got {a.dtype}")
+        a = a.view(np.uint16)
+    elif a.dtype.name == "bfloat16":
+        a = a.view(np.uint16)
+    elif not bf16 and (a.dtype.kind != "f" or a.dtype.newbyteorder("=") not in
+                       (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))):
+        raise TypeError(f"{name} must be float32, float64, float16 or bfloat16, got {a.dtype}")
+    one = a.ndim == 2
+    if one:
+        a = a[None]
+    if a.ndim != 3:
+        raise ValueError(f"{name} must be 3-D (B, n, V) (or 2-D (n, V) for one row), got shape "
+                         f"{a.shape}")
+    if a.shape[2] == 0:
+        raise ValueError(f"{name} must have at least one column (vocabulary size 0)")
+    return a, one, torch_in
+
+
+def speculative_verify(target_logits: Any, draft_tokens: Any, draft_logits: Any = None, *,
+                       num_drafts: Any = None, greedy: Any = False, seed: Any = None,
+                       position: Any = 0, dtype: str | None = None) -> VerifyResult:
+    """Verify drafted tokens against the target: how many are accepted, and the next token.
+
+    Parameters
+    ----------
+    target_logits : array_like, shape (B, gamma + 1, V) (or (gamma + 1, V) for one row)
+        The target's *processed* logits (after penalties, temperature and filters, removed tokens
+        ``-inf``: e.g. :meth:`Sampler.final_logits`) at the position of each draft and after the
+        last one. Row i is the distribution ``p_{i+1}`` that plain sampling would draw the token
+        at draft position i from.
+    draft_tokens : int array, shape (B, gamma)
+        The drafted ids.
+    draft_logits : array_like, shape (B, gamma, V), optional
+        The draft's processed logits each draft was drawn from (``q``). The drafts must have been
+        drawn from exactly these distributions, as :func:`sample` with temperature 1 and no filter
+        draws from them (:func:`fastdecode.speculative_generate` does this). None: the drafts are
+        deterministic (prompt lookup, a greedy draft), ``q`` is the one-hot of each draft.
+    num_drafts : int or array of B ints, optional
+        How many of each row's ``gamma`` drafts count (0 .. gamma); default all.
+    greedy : bool or array of B bools
+        Greedy verification for these rows: accept while the draft equals the first maximum of
+        the target row, then that maximum (token for token the greedy output of the target).
+    seed, position : int or array of B ints
+        The row's seed and the absolute position of its first draft (the history length).
+
+    Returns
+    -------
+    VerifyResult
+        ``(num_accepted, next_token)``, int64 arrays (B,): row b's output is
+        ``draft_tokens[b, :num_accepted[b]]`` followed by ``next_token[b]``.
+
+    Notes
+    -----
+    Speculative sampling (Leviathan et al. 2023, Algorithm 1; Chen et al. 2023): accept draft i
+    with probability ``min(1, p_i(d_i) / q_i(d_i))`` (``u < p/q`` with a 53-bit uniform); at the
+    first rejection draw from ``normalize(max(0, p_i - q_i))`` (from ``p_i`` if that is all
+    zero); after full acceptance draw the bonus token from ``p_{n+1}``. The output is then
+    distributed exactly as a token-by-token draw from the target. ``p`` and ``q`` are computed
+    exactly as the fused sampler computes its pick (float32 weights ``exp(z - max)``, summed in
+    float64), so a draft drawn by :func:`sample` is drawn from the very ``q`` tested here (the
+    condition Hugging Face broke in transformers #32867 and #47932). Random streams are keyed by
+    (seed, absolute position): a row's result does not depend on its batch.
+    """
+    t, one, torch_in = _stack3(target_logits, "target_logits", dtype)
+    B, G1, V = t.shape
+    G = G1 - 1
+    if G < 0:
+        raise ValueError("target_logits must have gamma + 1 >= 1 positions per row")
+    d = np.asarray(draft_tokens.detach().cpu().numpy() if _is_torch(draft_tokens) else draft_tokens)
+    if one:
+        d = d[None]
+    if d.size == 0:
+        d = d.reshape(B, 0) if d.ndim != 2 else d
+    if d.dtype.kind not in "iu" and d.size:
+        raise TypeError(f"draft_tokens must be integer token ids, got dtype {d.dtype}")
+    if d.shape != (B, G):
+        raise ValueError(f"draft_tokens must have shape {(B, G) if not one else (G,)} "
+                         f"(gamma = target positions - 1), got {np.shape(draft_tokens)}")
+    d = np.ascontiguousarray(d, dtype=np.int64)
+    q = None
+    if draft_logits is not None:
+        qa, qone, _ = _stack3(draft_logits, "draft_logits", dtype)
+        if qone != one or qa.shape != (B, G, V):
+            raise ValueError(f"draft_logits must have shape {(B, G, V) if not one else (G, V)} "
+                             f"(the target's rows and vocabulary, gamma positions), got "
+                             f"{np.shape(draft_logits)}")
+        q = _fix_layout(qa.reshape(B * G, V))
+    n = None
+    if num_drafts is not None:
+        n = row_param(num_drafts, B, "num_drafts", lo=0, hi=G, integer=True)
+        n = np.ascontiguousarray(np.broadcast_to(n, (B,)), dtype=np.int64)
+    g = np.asarray(greedy)
+    if g.dtype.kind not in "biu" or g.ndim > 1 or (g.ndim == 1 and g.size not in (1, B)):
+        raise ValueError(f"greedy must be a bool or an array of {B} bools")
+    g = np.ascontiguousarray(np.broadcast_to(g.astype(bool), (B,)), dtype=np.uint8)
+    seeds = pos = None
+    if not g.all():
+        seeds = _seeds(seed, B)
+        pos = _positions(position, B)
+    acc = np.empty(B, np.int64)
+    nxt = np.empty(B, np.int64)
+    _k.spec_verify(_fix_layout(t.reshape(B * G1, V)), q, d, G, n, g if g.any() else None, seeds,
+                   pos, acc, nxt, _threads[0])
+    if one:
+        acc, nxt = acc.reshape(()), nxt.reshape(())
+    if torch_in:
+        import torch
+
+        return VerifyResult(torch.from_numpy(acc), torch.from_numpy(nxt))
+    return VerifyResult(acc, nxt)

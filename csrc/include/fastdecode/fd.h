@@ -260,6 +260,41 @@ fd_status fd_beam_step(const fd_rows *in, const float *beam_scores, int64_t grou
                        int normalize, float *out_scores, int64_t *out_rows, int64_t *out_tokens,
                        void *ws, fd_errinfo *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * speculative.c: verification of drafted tokens (speculative decoding).
+ * --------------------------------------------------------------------------------------------- */
+
+/* The fd_uniform draw indices of speculative decoding (fd_sample uses draw 0): the acceptance test
+ * of the draft at a position, the residual or bonus token drawn at a position, and the draft's
+ * own draw at a position (made by the caller through fd_sample with explicit uniforms). */
+#define FD_DRAW_SPEC_ACCEPT 0x5350454341ull
+#define FD_DRAW_SPEC_NEXT 0x535045434eull
+#define FD_DRAW_SPEC_DRAFT 0x5350454344ull
+
+size_t fd_spec_verify_workspace(int64_t n_cols);
+/* Verifies the drafts of B = target->n_rows / (gamma + 1) rows (n_rows must be a multiple of
+ * gamma + 1, else FD_ESHAPE). Row b owns target rows b * (gamma + 1) + i, i = 0 .. gamma: the
+ * target's processed logits at the position of draft i + 1 (row gamma: after the last draft);
+ * draft rows b * gamma + i (draft may be NULL: deterministic drafts) with the draft's processed
+ * logits for draft i + 1; tokens[b * tokens_stride + i] the drafted ids; n_draft[b] in [0, gamma]
+ * (NULL: gamma) how many of them count. greedy[b] != 0 (greedy may be NULL: none) verifies row b
+ * greedily (drafts accepted while equal to the target row's first maximum, then that maximum);
+ * otherwise by the speculative sampling rule, with seed[b * seed_stride] and
+ * position[b * position_stride] = the absolute position of the first draft (see speculative.c
+ * for the rule and the random streams). p and q are the distributions fd_sample draws from with
+ * temperature 1 and no filter on those rows. Writes n_accepted[b] (0 .. n_draft[b]) and
+ * next_token[b] (the residual, bonus or greedy token). Only the rows needed for the decision are
+ * read. Errors (err->row = b): FD_EINVAL for n_draft outside [0, gamma], missing seeds, or a draft
+ * token of probability 0 under its own q (err->index = gamma + 1 + i); FD_ERANGE for a draft id
+ * outside [0, n_cols) (err->index = i); FD_ENAN / FD_EPOSINF / FD_ENOFINITE for a target row i
+ * (err->index = i) or a draft row i (err->index = gamma + 1 + i). ws: at least
+ * fd_spec_verify_workspace(n_cols) bytes. */
+fd_status fd_spec_verify(const fd_rows *target, const fd_rows *draft, const int64_t *tokens,
+                         int64_t tokens_stride, int64_t gamma, const int64_t *n_draft,
+                         const uint8_t *greedy, const uint64_t *seed, int64_t seed_stride,
+                         const int64_t *position, int64_t position_stride, int64_t *n_accepted,
+                         int64_t *next_token, void *ws, fd_errinfo *err);
+
 #ifdef __cplusplus
 }
 #endif
