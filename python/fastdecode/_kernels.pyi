@@ -37,3 +37,15 @@ def bad_words(logits: _Rows, input_ids: _I64, begin: _I64 | None, end: _I64 | No
 # scores float32 (B,); returns (scores float32 (G, k), rows int64 (G, k), tokens int64 (G, k)), G = B / group_size
 def beam_step(logits: _Rows, scores: npt.NDArray[np.float32], k: int, group_size: int, normalize: bool, n_threads: int, /) -> tuple[npt.NDArray[np.float32], _I64, _I64]: ...
 def uniform(seed: npt.NDArray[np.uint64], position: _I64, draw: int, /) -> _F64: ...
+# mu float64 (B,) is read and updated in place; version 1 or 2; m >= 1 (v1)
+def mirostat(
+    logits: _Rows, tau: _F64, eta: _F64, temperature: _F64, version: int, m: int,
+    seed: npt.NDArray[np.uint64], position: _I64, uniforms: _F64 | None, mu: _F64, out: _I64,
+    logprobs: _F64 | None, kept: _I64 | None, n_threads: int, /,
+) -> None: ...
+# params float64 (26,) in fd_entropix_params order (fastdecode.adaptive._ENTROPIX_ORDER)
+def entropix(
+    logits: _Rows, params: _F64, last_token: _I64 | None, seed: npt.NDArray[np.uint64],
+    position: _I64, out: _I64, branch: _I64, entropy: _F64 | None, varentropy: _F64 | None,
+    logprobs: _F64 | None, n_threads: int, /,
+) -> None: ...
