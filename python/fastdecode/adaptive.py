@@ -113,7 +113,8 @@ def mirostat(logits: Any, mu: Any = None, *, tau: Any = 5.0, eta: Any = 0.1, ver
     Returns
     -------
     tokens, mu[, logprobs][, kept]
-        int64 (B,) (0-d for a 1-D input) and the updated float64 mu (B,).
+        int64 (B,) and the updated float64 mu (B,) (both 0-d for a 1-D input, unless mu was
+        updated in place).
 
     Notes
     -----
@@ -149,6 +150,8 @@ def mirostat(logits: Any, mu: Any = None, *, tau: Any = 5.0, eta: Any = 0.1, ver
     if in_place:
         mu[...] = work
         work = mu
+    elif lg.one_d:
+        work = work.reshape(())
     out = [lg.wrap_rows(tokens), work]
     if return_logprobs:
         out.append(lg.wrap_rows(lp))
