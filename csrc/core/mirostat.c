@@ -18,8 +18,10 @@
  *   v1  s_hat = sum t_i b_i / sum t_i^2 over the top min(m, n) finite logits sorted descending,
  *       t_i = ln((i + 2) / (i + 1)), b_i = ln(p_i / p_{i+1}) = z_(i) - z_(i+1) (no softmax is
  *       needed); eps = s_hat - 1; k = (eps 2^mu / (1 - V^-eps))^(1 / s_hat) with V the vocabulary
- *       size (llama.cpp's n_vocab), all in double (llama.cpp: float). The top m come from the radix
- *       selection of select.c followed by a sort of those m only. Degenerate cases, where
+ *       size (llama.cpp's n_vocab), all in double (llama.cpp: float). The top m, and then the top
+ *       k, come from select.c's block-max delegate (64-element block maxima bound the k-th
+ *       largest, so only about k blocks are read again) and its radix selection; only the m
+ *       values are sorted. Degenerate cases, where
  *       llama.cpp's float code produces NaN / inf: fewer than two finite logits or m = 1 -> k = 1;
  *       eps = 0 -> the limit eps / (1 - V^-eps) = 1 / ln V; s_hat = 0 (the top m tied) -> k = n
  *       if 2^mu > V - 1, else 1. k is floor(k) clipped to [1, n] (n the finite logits); the
@@ -38,7 +40,8 @@
  * way (python/fastdecode/_reference.py says how the tests bracket that).
  *
  * Workspace: float x[V] (the scaled row), float v[V] + int32 id[V] (the candidate list), float
- * sv[V] + int32 sid[V] (v1's top-m copy), double w[V], then fdi_workspace(V); 64-byte aligned.
+ * sv[V] + int32 sid[V] (v1's top-m list), double w[V], float bm[ceil(V / 64)] (block maxima),
+ * then fdi_workspace(V); 64-byte aligned.
  */
 #include "internal.h"
 
@@ -48,10 +51,10 @@
 #define FD_LN2 0.693147180559945309417232121458176568
 
 typedef struct {
-    float *x, *v, *sv;
+    float *x, *v, *sv, *bm;
     int32_t *id, *sid;
     double *w;
-    void *fws;
+    void *fws, *radix;
 } mws;
 
 static mws layout(void *ws, int64_t n)
@@ -71,7 +74,10 @@ static mws layout(void *ws, int64_t n)
     p += fdi_align64(un * sizeof(int32_t));
     L.w = (double *)p;
     p += fdi_align64(un * sizeof(double));
+    L.bm = (float *)p;
+    p += fdi_align64((size_t)fdi_n_blocks(n > 0 ? n : 1) * sizeof(float));
     L.fws = (void *)p;
+    L.radix = (char *)p + 2 * fdi_align64(un * 4); /* filter.c's layout: w, s, then radix */
     return L;
 }
 
@@ -79,7 +85,9 @@ size_t fd_mirostat_workspace(int64_t n_cols)
 {
     size_t un = n_cols > 0 ? (size_t)n_cols : 1;
     return 64 + 3 * fdi_align64(un * sizeof(float)) + 2 * fdi_align64(un * sizeof(int32_t)) +
-           fdi_align64(un * sizeof(double)) + fdi_workspace(n_cols > 0 ? n_cols : 1);
+           fdi_align64(un * sizeof(double)) +
+           fdi_align64((size_t)fdi_n_blocks(n_cols > 0 ? n_cols : 1) * sizeof(float)) +
+           fdi_workspace(n_cols > 0 ? n_cols : 1);
 }
 
 static void set_err(fd_errinfo *err, int64_t row, int64_t index)
@@ -96,17 +104,35 @@ static int desc_float(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-/* v1's k from the top min(m, n) logits of the list (v, n >= 1), sorted into sv. */
-static int64_t mirostat1_k(const float *v, const int32_t *id, int64_t n, int64_t m, double mu,
-                           int64_t V, const mws *L)
+/* The k largest of the finite logits of the scaled row x (ties with the k-th kept) into (v, id),
+ * ascending ids; 1 <= k. The block-max delegate of select.c gathers a short
+ * candidate list (exact: every element >= a lower bound of the k-th largest), else the whole
+ * finite row is the list. Returns the count. */
+static int64_t top_k_list(const float *x, int64_t V, int64_t k, float *v, int32_t *id,
+                          const mws *L)
 {
-    int64_t mm = m < n ? m : n;
+    int64_t n = fdi_block_candidates(x, V, L->bm, k, 0.0f, v, id, L->radix);
+    if (n < 0) {
+        n = 0;
+        for (int64_t i = 0; i < V; i++) {
+            float xi = x[i];
+            v[n] = xi;
+            id[n] = (int32_t)i;
+            n += xi != -INFINITY;
+        }
+    }
+    return fdi_top_k(v, id, n, k, L->fws);
+}
+
+/* v1's k from the top min(m, n_fin) logits of x (scaled, block maxima in L->bm). */
+static int64_t mirostat1_k(const float *x, int64_t V, int64_t n_fin, int64_t m, double mu,
+                           const mws *L)
+{
+    int64_t mm = m < n_fin ? m : n_fin;
     if (mm < 2) {
         return 1;
     }
-    memcpy(L->sv, v, (size_t)n * sizeof(float));
-    memcpy(L->sid, id, (size_t)n * sizeof(int32_t));
-    int64_t t = fdi_top_k(L->sv, L->sid, n, mm, L->fws); /* mm largest, ties: t >= mm */
+    int64_t t = top_k_list(x, V, mm, L->sv, L->sid, L); /* mm largest, ties: t >= mm */
     qsort(L->sv, (size_t)t, sizeof(float), desc_float);
     double num = 0.0, den = 0.0;
     for (int64_t i = 0; i + 1 < mm; i++) {
@@ -129,8 +155,8 @@ static int64_t mirostat1_k(const float *v, const int32_t *id, int64_t n, int64_t
     if (!(kd >= 1.0)) {
         return 1;
     }
-    if (kd >= (double)n) {
-        return n;
+    if (kd >= (double)n_fin) {
+        return n_fin;
     }
     return (int64_t)kd;
 }
@@ -227,16 +253,10 @@ fd_status fd_mirostat(const fd_rows *in, const fd_mirostat_params *params, const
             }
         }
         else {
-            for (int64_t i = 0; i < V; i++) {
-                float xi = L.x[i];
-                L.v[n] = xi;
-                L.id[n] = (int32_t)i;
-                n += xi != -INFINITY;
-            }
-            int64_t k = mirostat1_k(L.v, L.id, n, params->m, m0, V, &L);
-            if (k < n) {
-                n = fdi_top_k(L.v, L.id, n, k, L.fws);
-            }
+            (void)ops->block_max(L.x, V, L.bm);
+            int64_t n_fin = V - ops->count_in(L.x, V, -INFINITY, -INFINITY);
+            int64_t k = mirostat1_k(L.x, V, n_fin, params->m, m0, &L);
+            n = top_k_list(L.x, V, k, L.v, L.id, &L);
         }
         /* the pick: inverse CDF over the survivors in ascending id order */
         double total = 0.0;
