@@ -46,7 +46,10 @@ static void set_err(fd_errinfo *err, int64_t row, int64_t index)
     }
 }
 
-static int finite(double x) { return x > -INFINITY && x < INFINITY; }
+static int finite(double x)
+{
+    return x > -INFINITY && x < INFINITY;
+}
 
 static int valid_params(const fd_entropix_params *p)
 {
@@ -61,10 +64,9 @@ static int valid_params(const fd_entropix_params *p)
            p->helv_t_factor >= 0.0 && p->helv_t_max >= 0.0 && p->lehv_t_factor >= 0.0 &&
            p->lehv_t_max >= 0.0 && p->lehv_k_factor >= 0.0 && p->lehv_k_min >= 0.0 &&
            p->lehv_k_min == floor(p->lehv_k_min) && p->hehv_t_factor >= 0.0 &&
-           p->hehv_t_min >= 0.0 && p->hehv_p_min >= 0.0 && p->hehv_p_min <= 1.0 &&
-           p->a_t >= 0.0 && p->a_min_p >= 0.0 && p->a_min_p <= 1.0 && p->n_samples >= 1.0 &&
-           p->n_samples <= 64.0 && p->n_samples == floor(p->n_samples) &&
-           p->clarify_token == floor(p->clarify_token);
+           p->hehv_t_min >= 0.0 && p->hehv_p_min >= 0.0 && p->hehv_p_min <= 1.0 && p->a_t >= 0.0 &&
+           p->a_min_p >= 0.0 && p->a_min_p <= 1.0 && p->n_samples >= 1.0 && p->n_samples <= 64.0 &&
+           p->n_samples == floor(p->n_samples) && p->clarify_token == floor(p->clarify_token);
 }
 
 /* Element (row, col) of x as float32 (the row is known to be free of NaN / +inf). */
@@ -93,8 +95,8 @@ fd_status fd_entropix(const fd_rows *in, const fd_entropix_params *params,
     if (!fdi_valid_rows(in) || !params || !tokens) {
         return FD_ESHAPE;
     }
-    if (!valid_params(params) || (params->clarify_token >= 0.0 &&
-                                  params->clarify_token >= (double)in->n_cols)) {
+    if (!valid_params(params) ||
+        (params->clarify_token >= 0.0 && params->clarify_token >= (double)in->n_cols)) {
         return FD_EINVAL;
     }
     if (!rng || rng->uniform || !rng->seed || !rng->position) {
@@ -182,7 +184,7 @@ fd_status fd_entropix(const fd_rows *in, const fd_entropix_params *params,
             return FD_EINVAL; /* T (1 + a_t (H + V)) overflowed */
         }
         const double zero = 0.0, one = 1.0;
-        fd_sample_params sp = {{&t, 0}, {&k, 0},    {&p, 0},    {&mp, 0}, {&one, 0},
+        fd_sample_params sp = {{&t, 0},    {&k, 0},    {&p, 0},    {&mp, 0},   {&one, 0},
                                {&zero, 0}, {&zero, 0}, {&zero, 0}, FD_ORDER_HF};
         uint64_t seed = rng->seed[r * rng->seed_stride];
         uint64_t pos = (uint64_t)rng->position[r * rng->position_stride];

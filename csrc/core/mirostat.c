@@ -108,8 +108,7 @@ static int desc_float(const void *a, const void *b)
  * ascending ids; 1 <= k. The block-max delegate of select.c gathers a short
  * candidate list (exact: every element >= a lower bound of the k-th largest), else the whole
  * finite row is the list. Returns the count. */
-static int64_t top_k_list(const float *x, int64_t V, int64_t k, float *v, int32_t *id,
-                          const mws *L)
+static int64_t top_k_list(const float *x, int64_t V, int64_t k, float *v, int32_t *id, const mws *L)
 {
     int64_t n = fdi_block_candidates(x, V, L->bm, k, 0.0f, v, id, L->radix);
     if (n < 0) {

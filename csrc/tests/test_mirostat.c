@@ -14,7 +14,10 @@
 
 static _Alignas(64) unsigned char wsbuf[1 << 22];
 
-static fd_param P(const double *v) { return (fd_param){v, 0}; }
+static fd_param P(const double *v)
+{
+    return (fd_param){v, 0};
+}
 
 static const double ONE = 1.0;
 
@@ -44,12 +47,12 @@ static void test_v2_table(void)
         z[i] = (float)log(p[i]);
     }
     const v2_case cs[] = {
-        {0.5, 0.9, 0, 1, 1.0},              /* nothing within budget: the maximum alone */
-        {1.5, 0.9, 0, 1, 1.0},              /* only surprise 1 */
-        {2.5, 0.6, 0, 2, 2.0 / 3},          /* {.5, .25}: u .6 < 2/3 */
-        {2.5, 0.7, 1, 2, 1.0 / 3},          /* u .7 > 2/3 */
-        {3.5, 0.95, 2, 3, 0.125 / 0.875},   /* {.5 .25 .125} */
-        {4.5, 0.999, 4, 5, 0.0625},         /* everything */
+        {0.5, 0.9, 0, 1, 1.0},            /* nothing within budget: the maximum alone */
+        {1.5, 0.9, 0, 1, 1.0},            /* only surprise 1 */
+        {2.5, 0.6, 0, 2, 2.0 / 3},        /* {.5, .25}: u .6 < 2/3 */
+        {2.5, 0.7, 1, 2, 1.0 / 3},        /* u .7 > 2/3 */
+        {3.5, 0.95, 2, 3, 0.125 / 0.875}, /* {.5 .25 .125} */
+        {4.5, 0.999, 4, 5, 0.0625},       /* everything */
         {40.0, 0.0, 0, 5, 0.5},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
@@ -114,8 +117,9 @@ static void test_greedy_and_validation(void)
     int64_t tok, kept;
     CHECK(step1(z, 4, 2, 100, 2.0, 0.5, 0.0, 0.99, &mu, &tok, &lp, &kept) == FD_OK);
     CHECK(tok == 1 && kept == 1 && lp == 0.0 && mu == 1.0 + 0.5 * 2.0);
-    const double bad[][4] = {{0.0, 0.1, 1.0, 5.0}, {-1.0, 0.1, 1.0, 5.0}, {1.0, -0.1, 1.0, 5.0},
-                             {1.0, 0.1, -1.0, 5.0}, {1.0, 0.1, 1.0, NAN}, {1.0, 0.1, 1.0, INFINITY},
+    const double bad[][4] = {{0.0, 0.1, 1.0, 5.0},      {-1.0, 0.1, 1.0, 5.0},
+                             {1.0, -0.1, 1.0, 5.0},     {1.0, 0.1, -1.0, 5.0},
+                             {1.0, 0.1, 1.0, NAN},      {1.0, 0.1, 1.0, INFINITY},
                              {INFINITY, 0.1, 1.0, 5.0}, {1.0, NAN, 1.0, 5.0}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         mu = bad[i][3];
@@ -168,8 +172,8 @@ static void test_rows_independent(void)
 
 static fd_entropix_params entropix_defaults(void)
 {
-    fd_entropix_params p = {0.666, 27,  0.9, 0.0, 0.1, 0.1, 3.0, 5.0,  5.0, 5.0, 5.0, 1.3, 1.5,
-                            1.2,   1.5, 1.5, 5,   2.0, 2.0, 0.0, 0.5, 0.3,  0.03, 0.5, 5, -1};
+    fd_entropix_params p = {0.666, 27,  0.9, 0.0, 0.1, 0.1, 3.0, 5.0, 5.0, 5.0,  5.0, 1.3, 1.5,
+                            1.2,   1.5, 1.5, 5,   2.0, 2.0, 0.0, 0.5, 0.3, 0.03, 0.5, 5,   -1};
     return p;
 }
 
