@@ -160,7 +160,7 @@ def mirostat(logits: Any, mu: Any = None, *, tau: Any = 5.0, eta: Any = 0.1, ver
     return tuple(out)
 
 
-def _entropix_vector(cfg: dict, vocab: int | None = None) -> np.ndarray:
+def _entropix_vector(cfg: dict) -> np.ndarray:
     vals = []
     for k in _ENTROPIX_ORDER:
         val = cfg[k]
