@@ -1248,6 +1248,157 @@ k_spec_verify(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return NULL;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* stateful samplers: mirostat and entropix (csrc/core/mirostat.c, entropix.c)                 */
+
+typedef struct {
+    fd_rows x;
+    fd_mirostat_params mp;
+    fd_rng_args rng;
+    double *mu;
+    int64_t *tokens, *kept;
+    double *logprob;
+} mirostat_ctx;
+
+static fd_status
+mirostat_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const mirostat_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1);
+    fd_mirostat_params mp = c->mp;
+    mp.tau = sub_param(mp.tau, r0);
+    mp.eta = sub_param(mp.eta, r0);
+    mp.temperature = sub_param(mp.temperature, r0);
+    fd_rng_args rng = c->rng;
+    rng.seed += r0 * rng.seed_stride;
+    rng.position += r0 * rng.position_stride;
+    if (rng.uniform) {
+        rng.uniform += r0 * rng.uniform_stride;
+    }
+    return fd_mirostat(&x, &mp, &rng, c->mu + r0, c->tokens + r0,
+                       c->logprob ? c->logprob + r0 : NULL, c->kept ? c->kept + r0 : NULL, ws, e);
+}
+
+/* mirostat(x, tau, eta, temperature, version, m, seeds uint64, positions int64, uniforms float64
+ *          or None, mu float64 (B,) in/out, tokens_out int64, logprob_out float64 or None,
+ *          kept_out int64 or None, n_threads) */
+static PyObject *
+k_mirostat(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    mirostat_ctx c = {.logprob = NULL, .kept = NULL};
+    long version, nt;
+    long long mm;
+    if (check_nargs("mirostat", nargs, 14) < 0 || rows_from(args[0], "logits", 0, &c.x) < 0) {
+        return NULL;
+    }
+    int64_t B = c.x.n_rows;
+    if (param_from(args[1], "tau", B, &c.mp.tau) < 0 ||
+        param_from(args[2], "eta", B, &c.mp.eta) < 0 ||
+        param_from(args[3], "temperature", B, &c.mp.temperature) < 0 ||
+        long_from(args[4], &version) < 0 || llong_from(args[5], &mm) < 0 ||
+        long_from(args[13], &nt) < 0) {
+        return NULL;
+    }
+    if (version != 1 && version != 2) {
+        PyErr_Format(PyExc_ValueError, "version must be 1 or 2, got %ld", version);
+        return NULL;
+    }
+    if (mm < 1) {
+        PyErr_Format(PyExc_ValueError, "m must be >= 1, got %lld", mm);
+        return NULL;
+    }
+    c.mp.version = (int)version;
+    c.mp.m = mm;
+    c.rng.uniform = NULL;
+    c.rng.uniform_stride = 0;
+    if ((c.rng.seed = per_row_from(args[6], "seed", NPY_UINT64, B, &c.rng.seed_stride)) == NULL ||
+        (c.rng.position = per_row_from(args[7], "position", NPY_INT64, B,
+                                       &c.rng.position_stride)) == NULL) {
+        return NULL;
+    }
+    if (args[8] != Py_None && (c.rng.uniform = per_row_from(args[8], "uniforms", NPY_FLOAT64, B,
+                                                            &c.rng.uniform_stride)) == NULL) {
+        return NULL;
+    }
+    if ((c.mu = (double *)vec_from(args[9], "mu", NPY_FLOAT64, B, NULL, 1)) == NULL ||
+        (c.tokens = (int64_t *)vec_from(args[10], "out", NPY_INT64, B, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    if (args[11] != Py_None &&
+        (c.logprob = (double *)vec_from(args[11], "logprobs", NPY_FLOAT64, B, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    if (args[12] != Py_None &&
+        (c.kept = (int64_t *)vec_from(args[12], "kept", NPY_INT64, B, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    return run_rows(mirostat_rows, &c, B, c.x.n_cols, fd_mirostat_workspace(c.x.n_cols), nt,
+                    "mirostat");
+}
+
+typedef struct {
+    fd_rows x;
+    fd_entropix_params ep;
+    const int64_t *last;
+    fd_rng_args rng;
+    int64_t *tokens, *branch;
+    double *h, *v, *logprob;
+} entropix_ctx;
+
+static fd_status
+entropix_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const entropix_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1);
+    fd_rng_args rng = c->rng;
+    rng.seed += r0 * rng.seed_stride;
+    rng.position += r0 * rng.position_stride;
+    return fd_entropix(&x, &c->ep, c->last ? c->last + r0 : NULL, &rng, c->tokens + r0,
+                       c->branch + r0, c->h ? c->h + r0 : NULL, c->v ? c->v + r0 : NULL,
+                       c->logprob ? c->logprob + r0 : NULL, ws, e);
+}
+
+/* entropix(x, params float64 (FD_ENTROPIX_NPARAMS,), last_token int64 (B,) or None, seeds uint64,
+ *          positions int64, tokens_out int64, branch_out int64, entropy_out float64 or None,
+ *          varentropy_out float64 or None, logprob_out float64 or None, n_threads) */
+static PyObject *
+k_entropix(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    entropix_ctx c = {.last = NULL, .h = NULL, .v = NULL, .logprob = NULL};
+    long nt;
+    const double *pv;
+    if (check_nargs("entropix", nargs, 11) < 0 || rows_from(args[0], "logits", 0, &c.x) < 0 ||
+        (pv = vec_from(args[1], "params", NPY_FLOAT64, FD_ENTROPIX_NPARAMS, NULL, 0)) == NULL ||
+        long_from(args[10], &nt) < 0) {
+        return NULL;
+    }
+    int64_t B = c.x.n_rows;
+    memcpy(&c.ep, pv, sizeof c.ep);
+    if (args[2] != Py_None &&
+        (c.last = vec_from(args[2], "last_token", NPY_INT64, B, NULL, 0)) == NULL) {
+        return NULL;
+    }
+    c.rng.uniform = NULL;
+    c.rng.uniform_stride = 0;
+    if ((c.rng.seed = per_row_from(args[3], "seed", NPY_UINT64, B, &c.rng.seed_stride)) == NULL ||
+        (c.rng.position = per_row_from(args[4], "position", NPY_INT64, B,
+                                       &c.rng.position_stride)) == NULL ||
+        (c.tokens = (int64_t *)vec_from(args[5], "out", NPY_INT64, B, NULL, 1)) == NULL ||
+        (c.branch = (int64_t *)vec_from(args[6], "branch", NPY_INT64, B, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    if ((args[7] != Py_None &&
+         (c.h = (double *)vec_from(args[7], "entropy", NPY_FLOAT64, B, NULL, 1)) == NULL) ||
+        (args[8] != Py_None &&
+         (c.v = (double *)vec_from(args[8], "varentropy", NPY_FLOAT64, B, NULL, 1)) == NULL) ||
+        (args[9] != Py_None &&
+         (c.logprob = (double *)vec_from(args[9], "logprobs", NPY_FLOAT64, B, NULL, 1)) == NULL)) {
+        return NULL;
+    }
+    return run_rows(entropix_rows, &c, B, c.x.n_cols, fd_entropix_workspace(c.x.n_cols), nt,
+                    "entropix");
+}
+
 static PyMethodDef kernels_methods[] = {
     {"filter", (PyCFunction)(void (*)(void))k_filter, METH_FASTCALL, NULL},
     {"softmax", (PyCFunction)(void (*)(void))k_softmax, METH_FASTCALL, NULL},
@@ -1262,6 +1413,8 @@ static PyMethodDef kernels_methods[] = {
     {"beam_step", (PyCFunction)(void (*)(void))k_beam_step, METH_FASTCALL, NULL},
     {"uniform", (PyCFunction)(void (*)(void))k_uniform, METH_FASTCALL, NULL},
     {"spec_verify", (PyCFunction)(void (*)(void))k_spec_verify, METH_FASTCALL, NULL},
+    {"mirostat", (PyCFunction)(void (*)(void))k_mirostat, METH_FASTCALL, NULL},
+    {"entropix", (PyCFunction)(void (*)(void))k_entropix, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

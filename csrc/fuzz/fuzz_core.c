@@ -57,6 +57,12 @@
  *                success only when every id read is in [0, V); FD_ERANGE names an id outside
  *   beam_step    the k best (score, flat index) pairs of a brute-force sort, scores bit for bit
  *                fd_softmax's log-probabilities plus the beam score
+ *   mirostat     a token in [0, V) with a finite logit (temperature 0: the first maximum), mu'
+ *                = mu - eta (surprise - tau) with surprise = -logprob / ln 2, 1 <= kept <= finite
+ *                logits; an invalid version / m / tau / eta / T / mu is FD_EINVAL
+ *   entropix     branch in 0..5, H / V finite and >= 0, argmax rows the first maximum, clarify
+ *                rows the clarify token, other tokens have finite logits; explicit uniforms or no
+ *                rng are FD_EINVAL
  *   dtype        fd_load_row / fd_check_rows against reference conversions and scans; fd_store
  *                rounds to nearest even (a bisection over the target format); conversions
  *                round-trip
@@ -104,6 +110,8 @@ enum {
     K_DTYPE,
     K_CONVERT,
     K_RNG,
+    K_MIROSTAT, /* fd_mirostat, both versions (and invalid ones) */
+    K_ENTROPIX, /* fd_entropix */
     K_COUNT
 };
 
@@ -879,6 +887,59 @@ static void decode(rd *r, fcase *c)
             c->ival2 = kb % 4 == 0 ? 0 : kb % 4 == 1 ? -1 : kb % 4 == 2 ? gv + 1 : INT64_MAX;
         }
         c->norm = u8(r) & 1;
+    }
+    else if (k == K_MIROSTAT || k == K_ENTROPIX) {
+        /* mirostat: p = tau, eta, temperature, mu; ival = version, ival2 = m. entropix: vals =
+         * the fd_entropix_params (defaults, some fields replaced), list = last tokens. Both:
+         * rng as fd_sample. */
+        if (k == K_MIROSTAT) {
+            c->p[0] = gen_param(r, rows, P_TEMP);
+            c->p[1] = gen_param(r, rows, P_PROB);
+            c->p[2] = u8(r) < 128 ? const_param(1.0) : gen_param(r, rows, P_TEMP);
+            c->p[3] = gen_param(r, rows, P_REAL);
+            c->np = 4;
+            uint8_t vb = u8(r);
+            c->ival = vb < 250 ? 1 + (vb & 1) : (int64_t)(vb % 4) - 1;
+            uint8_t mb = u8(r);
+            c->ival2 = mb < 250 ? 1 + mb % 120 : (mb == 255 ? INT64_MAX : (int64_t)(mb % 3) - 1);
+        }
+        else {
+            static const double def[FD_ENTROPIX_NPARAMS] = {
+                0.666, 27, 0.9, 0.0, 0.1, 0.1, 3.0, 5.0, 5.0, 5.0, 5.0, 1.3, 1.5,
+                1.2,   1.5, 1.5, 5, 2.0, 2.0, 0.0, 0.5, 0.3, 0.03, 0.5, 5, -1};
+            c->vals = malloc(sizeof def);
+            memcpy(c->vals, def, sizeof def);
+            uint8_t nch = u8(r) % 6;
+            for (uint8_t i = 0; i < nch; i++) {
+                uint8_t fi = u8(r) % FD_ENTROPIX_NPARAMS;
+                c->vals[fi] = fi == 25 ? (double)((int)u8(r) - 8) : gen_val(r, P_TEMP);
+            }
+            c->n_list = u8(r) & 1; /* last tokens given */
+            c->list = malloc((size_t)(rows ? rows : 1) * sizeof(int64_t));
+            for (int64_t i = 0; i < rows; i++) {
+                c->list[i] = (int64_t)(u8(r) % 8) - 1;
+            }
+        }
+        uint8_t rm = u8(r);
+        c->rng_mode = k == K_MIROSTAT ? rm % 4 : (rm % 16 == 0 ? 0 : rm % 16 == 1 ? 2 : 1);
+        c->unif_stride = (rm >> 2) & 1;
+        c->seed_stride = (rm >> 3) & 1;
+        c->pos_stride = (rm >> 4) & 1;
+        int64_t nu = c->unif_stride && rows ? rows : 1;
+        c->unif = malloc((size_t)nu * sizeof(double));
+        for (int64_t i = 0; i < nu; i++) {
+            uint8_t b = u8(r);
+            c->unif[i] = b < 240 ? u16(r) / 65536.0 : special(r, u8(r));
+        }
+        int64_t ns = c->seed_stride && rows ? rows : 1, npos = c->pos_stride && rows ? rows : 1;
+        c->seed = malloc((size_t)ns * sizeof(uint64_t));
+        c->pos = malloc((size_t)npos * sizeof(int64_t));
+        for (int64_t i = 0; i < ns; i++) {
+            c->seed[i] = u64(r);
+        }
+        for (int64_t i = 0; i < npos; i++) {
+            c->pos[i] = (int64_t)u64(r);
+        }
     }
     else if (k == K_DTYPE) {
         c->n_stores = u8(r) % 17;
@@ -2201,6 +2262,206 @@ static void run_rng(rd *r)
 }
 
 /* ----------------------------------------------------------------------------------------- */
+/* fd_mirostat, fd_entropix                                                                  */
+
+static fd_rng_args case_rng(const fcase *c, int64_t r0)
+{
+    fd_rng_args rng = {0};
+    if (c->rng_mode == 0) {
+        rng.uniform = c->unif + r0 * c->unif_stride;
+        rng.uniform_stride = c->unif_stride;
+    }
+    else if (c->rng_mode == 1) {
+        rng.seed = c->seed + r0 * c->seed_stride;
+        rng.seed_stride = c->seed_stride;
+        rng.position = c->pos + r0 * c->pos_stride;
+        rng.position_stride = c->pos_stride;
+    }
+    return rng;
+}
+
+static void run_mirostat(const fcase *c, const runopt *o, result *res)
+{
+    int64_t nr = o->nr, V = c->n_cols;
+    rowbuf in;
+    rows_make(&in, c, o->r0, nr, o->pad, 0);
+    fd_mirostat_params P = {fparam(&c->p[0], o->r0), fparam(&c->p[1], o->r0),
+                            fparam(&c->p[2], o->r0), (int)c->ival, c->ival2};
+    fd_rng_args rng = case_rng(c, o->r0);
+    int64_t nn = nr > 0 ? nr : 1;
+    int64_t *tok = malloc((size_t)nn * sizeof(int64_t));
+    double *mu = malloc((size_t)nn * sizeof(double));
+    double *mu0 = malloc((size_t)nn * sizeof(double));
+    double *lp = (c->null_out & 1) ? NULL : malloc((size_t)nn * sizeof(double));
+    int64_t *kept = (c->null_out & 2) ? NULL : malloc((size_t)nn * sizeof(int64_t));
+    for (int64_t r = 0; r < nr; r++) {
+        tok[r] = -77;
+        mu[r] = mu0[r] = pat(&c->p[3], o->r0 + r);
+    }
+    void *ws = ws_make(fd_mirostat_workspace(V), o->wsfill, o->wsoff);
+    fd_errinfo err = {77, 77};
+    int st = fd_mirostat(&in.v, &P, c->rng_mode == 2 ? NULL : &rng, mu, tok, lp, kept, ws, &err);
+    res->st = st;
+    res->err = err;
+    int64_t done = st == FD_OK ? nr : (err.row >= 0 ? err.row : 0);
+    if (o->checks) {
+        check_common(c, st, &err, nr, V);
+        REQUIRE(rows_unchanged(&in));
+        check_bad_elem(c, o->r0, st, &err);
+        if ((c->ival != 1 && c->ival != 2) || c->ival2 < 1) {
+            REQUIRE(st == FD_ESHAPE || (st == FD_EINVAL && err.row == -1));
+        }
+        if (st == FD_OK) {
+            REQUIRE(err.row == -1 && err.index == -1);
+        }
+    }
+    float *xr = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    for (int64_t r = 0; r < nr && !c->weird; r++) {
+        if (r < done) {
+            blob_add(res, (int)r, &tok[r], 8);
+            blob_add(res, (int)r, &mu[r], 8);
+            blob_add(res, (int)r, lp ? (const void *)&lp[r] : (const void *)&zero8, 8);
+            blob_add(res, (int)r, kept ? (const void *)&kept[r] : (const void *)&zero8, 8);
+        }
+        if (!o->checks) {
+            continue;
+        }
+        case_row(c, o->r0 + r, xr);
+        float m;
+        int64_t am = first_max(xr, V, &m);
+        if (st == FD_ENOFINITE && r == err.row) {
+            REQUIRE(am < 0 && !row_has_bad(xr, V));
+        }
+        double tau = pat(&c->p[0], o->r0 + r), eta = pat(&c->p[1], o->r0 + r);
+        double T = pat(&c->p[2], o->r0 + r);
+        if (st == FD_EINVAL && r == err.row) {
+            REQUIRE(!(tau > 0 && tau < INFINITY && eta >= 0 && eta < INFINITY && T >= 0 &&
+                      T < INFINITY && isfinite(mu0[r])) ||
+                    c->rng_mode >= 2 || (c->rng_mode == 0 && !(c->unif[r * c->unif_stride] >= 0 &&
+                                                               c->unif[r * c->unif_stride] < 1)));
+        }
+        if (r >= done) {
+            if (st != FD_OK && r == err.row) {
+                REQUIRE(mu[r] == mu0[r] || (mu[r] != mu[r] && mu0[r] != mu0[r]));
+            }
+            continue;
+        }
+        int64_t t = tok[r];
+        REQUIRE(t >= 0 && t < V && xr[t] != -INFINITY);
+        int64_t nf = 0;
+        for (int64_t i = 0; i < V; i++) {
+            nf += xr[i] != -INFINITY;
+        }
+        if (kept) {
+            REQUIRE(kept[r] >= 1 && kept[r] <= nf);
+        }
+        double s = 0.0;
+        if (lp) {
+            REQUIRE(isfinite(lp[r]) && lp[r] <= 1e-12);
+            s = -lp[r] / 0.693147180559945309417232121458176568;
+            double want = mu0[r] - eta * (s - tau);
+            REQUIRE(mu[r] == want || (mu[r] != mu[r] && want != want));
+        }
+        if (T == 0.0) {
+            REQUIRE(t == am);
+            REQUIRE(!lp || lp[r] == 0.0);
+            REQUIRE(!kept || kept[r] == 1);
+        }
+    }
+    free(xr);
+    ws_free(ws, o->wsoff);
+    free(tok);
+    free(mu);
+    free(mu0);
+    free(lp);
+    free(kept);
+    rows_free(&in);
+}
+
+static void run_entropix(const fcase *c, const runopt *o, result *res)
+{
+    int64_t nr = o->nr, V = c->n_cols;
+    rowbuf in;
+    rows_make(&in, c, o->r0, nr, o->pad, 0);
+    fd_entropix_params P;
+    memcpy(&P, c->vals, sizeof P);
+    fd_rng_args rng = case_rng(c, o->r0);
+    int64_t nn = nr > 0 ? nr : 1;
+    int64_t *tok = malloc((size_t)nn * sizeof(int64_t));
+    int64_t *br = malloc((size_t)nn * sizeof(int64_t));
+    double *h = (c->null_out & 1) ? NULL : malloc((size_t)nn * sizeof(double));
+    double *vv = (c->null_out & 2) ? NULL : malloc((size_t)nn * sizeof(double));
+    double *lp = (c->null_out & 4) ? NULL : malloc((size_t)nn * sizeof(double));
+    for (int64_t r = 0; r < nr; r++) {
+        tok[r] = br[r] = -77;
+    }
+    void *ws = ws_make(fd_entropix_workspace(V), o->wsfill, o->wsoff);
+    fd_errinfo err = {77, 77};
+    int st = fd_entropix(&in.v, &P, c->n_list ? c->list + o->r0 : NULL,
+                         c->rng_mode == 2 ? NULL : &rng, tok, br, h, vv, lp, ws, &err);
+    res->st = st;
+    res->err = err;
+    int64_t done = st == FD_OK ? nr : (err.row >= 0 ? err.row : 0);
+    if (o->checks) {
+        check_common(c, st, &err, nr, V);
+        REQUIRE(rows_unchanged(&in));
+        check_bad_elem(c, o->r0, st, &err);
+        if (c->rng_mode != 1) {
+            REQUIRE(st == FD_ESHAPE || (st == FD_EINVAL && err.row == -1));
+        }
+        if (st == FD_OK) {
+            REQUIRE(err.row == -1 && err.index == -1);
+        }
+    }
+    float *xr = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    for (int64_t r = 0; r < nr && !c->weird; r++) {
+        if (r < done) {
+            blob_add(res, (int)r, &tok[r], 8);
+            blob_add(res, (int)r, &br[r], 8);
+            blob_add(res, (int)r, h ? (const void *)&h[r] : (const void *)&zero8, 8);
+            blob_add(res, (int)r, vv ? (const void *)&vv[r] : (const void *)&zero8, 8);
+            blob_add(res, (int)r, lp ? (const void *)&lp[r] : (const void *)&zero8, 8);
+        }
+        if (!o->checks || r >= done) {
+            continue;
+        }
+        case_row(c, o->r0 + r, xr);
+        float m;
+        int64_t am = first_max(xr, V, &m);
+        int64_t t = tok[r];
+        REQUIRE(br[r] >= FD_ENTROPIX_ARGMAX && br[r] <= FD_ENTROPIX_ADAPTIVE);
+        REQUIRE(t >= 0 && t < V);
+        if (br[r] == FD_ENTROPIX_CLARIFY) {
+            REQUIRE(t == (int64_t)P.clarify_token);
+            REQUIRE(!c->n_list || c->list[o->r0 + r] != t);
+        }
+        else {
+            REQUIRE(xr[t] != -INFINITY);
+        }
+        if (br[r] == FD_ENTROPIX_ARGMAX) {
+            REQUIRE(t == am);
+        }
+        if (h) {
+            REQUIRE(isfinite(h[r]) && h[r] >= -1e-6);
+        }
+        if (vv) {
+            REQUIRE(isfinite(vv[r]) && vv[r] >= -1e-9);
+        }
+        if (lp) {
+            REQUIRE(isfinite(lp[r]) && lp[r] <= 1e-12);
+        }
+    }
+    free(xr);
+    ws_free(ws, o->wsoff);
+    free(tok);
+    free(br);
+    free(h);
+    free(vv);
+    free(lp);
+    rows_free(&in);
+}
+
+/* ----------------------------------------------------------------------------------------- */
 /* driver                                                                                    */
 
 static void run(const fcase *c, const runopt *o, result *res)
@@ -2230,6 +2491,12 @@ static void run(const fcase *c, const runopt *o, result *res)
     }
     else if (k == K_DTYPE) {
         run_dtype(c, o, res);
+    }
+    else if (k == K_MIROSTAT) {
+        run_mirostat(c, o, res);
+    }
+    else if (k == K_ENTROPIX) {
+        run_entropix(c, o, res);
     }
 }
 

@@ -82,3 +82,8 @@ __all__ = [
     "typical_p",
     "varentropy",
 ]
+
+# stateful samplers (fastdecode.adaptive)
+from .adaptive import ENTROPIX_BRANCHES, Entropix, Mirostat, entropix, mirostat
+
+__all__ += ["ENTROPIX_BRANCHES", "Entropix", "Mirostat", "entropix", "mirostat"]

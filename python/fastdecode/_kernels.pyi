@@ -43,3 +43,15 @@ def spec_verify(
     greedy: npt.NDArray[np.uint8] | None, seed: npt.NDArray[np.uint64] | None, position: _I64 | None,
     out_accepted: _I64, out_next: _I64, n_threads: int, /,
 ) -> None: ...
+# mu float64 (B,) is read and updated in place; version 1 or 2; m >= 1 (v1)
+def mirostat(
+    logits: _Rows, tau: _F64, eta: _F64, temperature: _F64, version: int, m: int,
+    seed: npt.NDArray[np.uint64], position: _I64, uniforms: _F64 | None, mu: _F64, out: _I64,
+    logprobs: _F64 | None, kept: _I64 | None, n_threads: int, /,
+) -> None: ...
+# params float64 (26,) in fd_entropix_params order (fastdecode.adaptive._ENTROPIX_ORDER)
+def entropix(
+    logits: _Rows, params: _F64, last_token: _I64 | None, seed: npt.NDArray[np.uint64],
+    position: _I64, out: _I64, branch: _I64, entropy: _F64 | None, varentropy: _F64 | None,
+    logprobs: _F64 | None, n_threads: int, /,
+) -> None: ...

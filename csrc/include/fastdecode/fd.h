@@ -295,6 +295,78 @@ fd_status fd_spec_verify(const fd_rows *target, const fd_rows *draft, const int6
                          const int64_t *position, int64_t position_stride, int64_t *n_accepted,
                          int64_t *next_token, void *ws, fd_errinfo *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * mirostat.c / entropix.c: stateful and entropy-driven samplers. Per-row state lives in caller
+ * arrays, one value per row; a row's result never depends on another row.
+ * --------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    fd_param tau;          /* target surprise in bits, > 0 (finite) */
+    fd_param eta;          /* learning rate, >= 0 (finite) */
+    fd_param temperature;  /* >= 0, applied first (z / T in float32); 0: greedy, surprise 0 */
+    int version;           /* 1 or 2 */
+    int64_t m;             /* v1: tokens used to estimate s_hat, >= 1 (llama.cpp: 100) */
+} fd_mirostat_params;
+
+size_t fd_mirostat_workspace(int64_t n_cols);
+/* One mirostat step per row (llama.cpp llama_sampler_mirostat{,_v2}; mirostat.c states the exact
+ * computation). mu[r] (bits, finite; llama.cpp starts at 2 tau) is read and replaced by
+ *   mu - eta * (surprise - tau),  surprise = -log2 p(token) under the truncated distribution.
+ * v2 keeps the tokens with -log2 p <= mu (at least the first maximum); v1 keeps the top k with k
+ * from the Zipf exponent estimated on the top m logits. The pick is inverse CDF in ascending id
+ * order with u from rng (as fd_sample). tokens[r] always; logprob[r] (log p of the token under the
+ * truncated distribution) and n_kept[r] (survivors) when not NULL. Bad tau / eta / T / mu give
+ * FD_EINVAL with err->row, a bad version or m FD_EINVAL with row -1. Rows before a failing row have
+ * been written (mu included). ws: fd_mirostat_workspace(n_cols) bytes. */
+fd_status fd_mirostat(const fd_rows *in, const fd_mirostat_params *params, const fd_rng_args *rng,
+                      double *mu, int64_t *tokens, double *logprob, int64_t *n_kept, void *ws,
+                      fd_errinfo *err);
+
+/* entropix branches (xjdr-alt/entropix torch_sampler.py `sample`), tested in this order. */
+typedef enum {
+    FD_ENTROPIX_ARGMAX = 0,   /* H < low_entropy and V < low_varentropy: first maximum */
+    FD_ENTROPIX_CLARIFY = 1,  /* H > helv_entropy and V < low_varentropy, clarify_token >= 0 and
+                                 not the row's last token: clarify_token itself */
+    FD_ENTROPIX_HELV = 2,     /* same quadrant otherwise: T' = min(helv_t_max, T * helv_t_factor) */
+    FD_ENTROPIX_LEHV = 3,     /* H < lehv_entropy and V > lehv_varentropy: T' = min(lehv_t_max,
+                                 T * lehv_t_factor), k' = max(lehv_k_min, floor(k * lehv_k_factor))
+                                 (k = 0 stays 0: disabled) */
+    FD_ENTROPIX_HEHV = 4,     /* H > hehv_entropy and V > hehv_varentropy: T' = max(hehv_t_min,
+                                 T * hehv_t_factor), p' = max(hehv_p_min, p - hehv_p_delta) */
+    FD_ENTROPIX_ADAPTIVE = 5  /* otherwise: T' = T (1 + a_t (H + V)), min_p' = clamp(a_min_p (1 -
+                                 a_m (H + V)), 0.01, 0.5); n_samples draws, the one with the
+                                 highest raw logit wins (first on ties) */
+} fd_entropix_branch;
+
+/* Every field a double, in this order (the binding fills it from a float64 array). */
+typedef struct {
+    double temperature, top_k, top_p, min_p; /* the base sampler (entropix: .666, 27, .9, 0) */
+    double low_entropy, low_varentropy;      /* .1, .1 */
+    double helv_entropy;                     /* 3 */
+    double lehv_entropy, lehv_varentropy;    /* 5, 5 */
+    double hehv_entropy, hehv_varentropy;    /* 5, 5 */
+    double helv_t_factor, helv_t_max;        /* 1.3, 1.5 */
+    double lehv_t_factor, lehv_t_max, lehv_k_factor, lehv_k_min; /* 1.2, 1.5, 1.5, 5 */
+    double hehv_t_factor, hehv_t_min, hehv_p_delta, hehv_p_min;  /* 2, 2, 0, .5 */
+    double a_t, a_min_p, a_m, n_samples;     /* .3, .03, .5, 5 */
+    double clarify_token;                    /* < 0: none (entropix hard-codes 2564) */
+} fd_entropix_params;
+#define FD_ENTROPIX_NPARAMS 26
+
+size_t fd_entropix_workspace(int64_t n_cols);
+/* One entropix step per row. H and V are the entropy and varentropy of softmax(row) in bits
+ * (fd_entropy / ln 2 and / ln^2 2), written to entropy[r] / varentropy[r] when not NULL; the
+ * branch (fd_entropix_branch) to branch[r]. Sampling branches call fd_sample (HF order:
+ * temperature, top-k, top-p, min-p) on the row with the branch's parameters and the uniform
+ * fd_uniform(seed, position, j) of draw j (j = 0 except in the adaptive branch); rng->uniform must
+ * be NULL. last_token (NULL: none) is each row's previous token, for the clarify rule. logprob[r]
+ * (may be NULL): log p of the token under the branch's filtered distribution (0 for ARGMAX and
+ * CLARIFY). Parameters are validated before any row is read (FD_EINVAL, row -1). */
+fd_status fd_entropix(const fd_rows *in, const fd_entropix_params *params,
+                      const int64_t *last_token, const fd_rng_args *rng, int64_t *tokens,
+                      int64_t *branch, double *entropy, double *varentropy, double *logprob,
+                      void *ws, fd_errinfo *err);
+
 #ifdef __cplusplus
 }
 #endif
