@@ -76,3 +76,8 @@ __all__ = [
     "typical_p",
     "varentropy",
 ]
+
+# contrastive decoding and classifier-free guidance
+from .ops import contrastive_logits, guidance_logits
+
+__all__ += ["contrastive_logits", "guidance_logits"]
