@@ -81,3 +81,6 @@ __all__ = [
 from .ops import contrastive_logits, guidance_logits
 
 __all__ += ["contrastive_logits", "guidance_logits"]
+from .contrastive import ContrastiveModel, contrastive_generate
+
+__all__ += ["ContrastiveModel", "contrastive_generate"]
