@@ -222,6 +222,10 @@ def test_contrastive_bad_inputs_name_the_argument():
             fd.contrastive_logits(e, a, beta=beta)
         with pytest.raises(ValueError, match="plausibility head"):
             ref.contrastive_logits(e, a, beta=beta)
+    # a finite amateur that the temperature scales to -inf: an overflow, not the amateur's -inf
+    a = np.array([[0.0, 1.0, 0.0, 0.0]], np.float32)
+    with pytest.raises(ValueError, match=r"row 0.*overflows|overflows.*row 0"):
+        fd.contrastive_logits(e[:1], a, alpha=0.0, amateur_temperature=1e-300)
     with pytest.raises(TypeError, match="expert_logits must be float"):
         fd.contrastive_logits(np.zeros((2, 4), np.int32), e)
 

@@ -195,7 +195,8 @@ fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd
         double lal = log(al); /* -inf for alpha = 0: every finite expert logit is in the head */
         if (dbl) {
             double *e = (double *)ws, *a = (double *)((char *)ws + rb);
-            float *tmp = (float *)((char *)ws + 2 * rb);
+            double *as = (double *)((char *)ws + 2 * rb); /* the amateur scaled (Li) */
+            float *tmp = (float *)as;                     /* the loads' scratch before that */
             fd_status st = load_f64(expert, r, e, tmp, 0, err);
             if (st == FD_OK) {
                 st = load_f64(amateur, r, a, tmp, n, err);
@@ -217,9 +218,9 @@ fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd
                 }
                 le = dlse(e, n, me);
                 for (int64_t c = 0; c < n; c++) {
-                    a[c] = (a[c] - ma) / tau;
+                    as[c] = (a[c] - ma) / tau;
                 }
-                la = dlse(a, n, 0.0);
+                la = dlse(as, n, 0.0);
             }
             /* the scores go to e in place (each e[c] is read once, before it is replaced) */
             for (int64_t c = 0; c < n; c++) {
@@ -233,7 +234,7 @@ fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd
                     return FD_EINVAL;
                 }
                 double v = use_beta ? (1.0 + be) * z - be * (a[c] / tau)
-                                    : ((z - me) - le) - (a[c] - la);
+                                    : ((z - me) - le) - (as[c] - la);
                 if (!(v > -INFINITY && v < INFINITY)) {
                     set_err(err, r, -1); /* finite inputs, an infinite score: beta or tau extreme */
                     return FD_EINVAL;
@@ -260,7 +261,8 @@ fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd
             return FD_ENOFINITE;
         }
         double le = 0.0, la = 0.0;
-        float sa = 0.0f; /* the amateur's shift: a[c] - sa is its scaled, shifted logit */
+        const float *as = a; /* the amateur scaled by 1 / tau (Li), a raw copy kept in a */
+        float sa = 0.0f;     /* its shift: as[c] - sa is the scaled, shifted logit */
         if (!use_beta) {
             float ma;
             (void)ops->argmax(a, n, &ma, NULL);
@@ -270,18 +272,20 @@ fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd
             }
             le = log(ops->exp_sum(e, n, me, NULL));
             if (tau != 1.0) {
-                ops->shift_div(a, n, ma, tau, a);
+                ops->shift_div(a, n, ma, tau, s);
+                as = s;
             }
             else {
                 sa = ma;
             }
-            la = log(ops->exp_sum(a, n, sa, NULL));
+            la = log(ops->exp_sum(as, n, sa, NULL));
         }
+        /* the scores go to e in place (each e[c] is read once, before it is replaced) */
         float fv = to_f32(filter_value);
         for (int64_t c = 0; c < n; c++) {
             float z = e[c];
             if (z == -INFINITY || (double)(z - me) < lal) {
-                s[c] = fv;
+                e[c] = fv;
                 continue;
             }
             if (a[c] == -INFINITY) {
@@ -289,14 +293,14 @@ fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd
                 return FD_EINVAL;
             }
             double v = use_beta ? (1.0 + be) * (double)z - be * ((double)a[c] / tau)
-                                : ((double)(z - me) - le) - ((double)(a[c] - sa) - la);
-            s[c] = to_f32(v);
-            if (!(s[c] > -INFINITY && s[c] < INFINITY)) {
+                                : ((double)(z - me) - le) - ((double)(as[c] - sa) - la);
+            e[c] = to_f32(v);
+            if (!(e[c] > -INFINITY && e[c] < INFINITY)) {
                 set_err(err, r, -1); /* finite inputs, an infinite score: beta or tau extreme */
                 return FD_EINVAL;
             }
         }
-        memcpy((float *)out->data + r * out->row_stride, s, (size_t)n * sizeof(float));
+        memcpy((float *)out->data + r * out->row_stride, e, (size_t)n * sizeof(float));
     }
     return FD_OK;
 }

@@ -231,6 +231,17 @@ static void test_errors(void)
         CHECK(err.index == V + 3);
     }
     a[3] = 0;
+    /* a tiny amateur temperature sends the float32 scaled amateur to -inf: an overflow, not the
+     * amateur's -inf (index -1); in double the scores are huge but finite */
+    double tiny = 1e-300;
+    a[1] = 1;
+    CHECK(fd_contrastive(&E0, &A0, &O1, P(&zero), P(&tiny), P(&half), 0, NINF, ws, &err) ==
+          FD_EINVAL);
+    CHECK(err.row == 0 && err.index == -1);
+    CHECK(fd_contrastive(&E0, &A0, &O64, P(&zero), P(&tiny), P(&half), 0, NINF, ws, &err) ==
+          FD_OK);
+    CHECK(((double *)o)[0] > 1e299 && ((double *)o)[0] < INFINITY);
+    a[1] = 0;
     /* an overflowing score */
     double huge = 1e300;
     e[3] = 3e38f;
