@@ -567,3 +567,86 @@ def test_session_truncate_and_select():
         np.testing.assert_array_equal(s2.extend(np.array([[9], [9]])), y3[1:])
         with pytest.raises(ValueError, match="lengths"):
             s.truncate(np.array([0, 1, 1]))
+
+
+# -- 3. properties ---------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@st.composite
+def _pair_case(draw):
+    B, V = draw(st.integers(1, 4)), draw(st.integers(1, 130))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    dts = [draw(st.sampled_from([np.float32, np.float64, np.float16])) for _ in range(2)]
+    xs = []
+    for dt in dts:
+        x = rng.normal(0, draw(st.sampled_from([0.1, 1.0, 5.0, 30.0])), (B, V))
+        for _ in range(draw(st.integers(0, 4))):  # -inf, and rarely NaN / +inf
+            x[rng.integers(B), rng.integers(V)] = draw(st.sampled_from([-np.inf] * 6 + [np.nan, np.inf]))
+        if draw(st.integers(0, 9)) == 0:
+            x[rng.integers(B)] = -np.inf
+        if draw(st.booleans()):  # a row-strided view
+            big = np.zeros((B, V + 5), dt)
+            big[:, 2:2 + V] = x
+            xs.append(big[:, 2:2 + V])
+        else:
+            xs.append(x.astype(dt))
+
+    def param(vals, bad):
+        pool = vals + (bad if draw(st.integers(0, 5)) == 0 else [])
+        if draw(st.booleans()):
+            return draw(st.sampled_from(pool))
+        return np.array([draw(st.sampled_from(pool)) for _ in range(B)])
+
+    kw = dict(alpha=param([0.0, 1e-4, 0.1, 0.5, 1.0], [-0.1, 1.5, np.nan]),
+              amateur_temperature=param([0.25, 1.0, 3.0], [0.0, -1.0, np.inf]),
+              beta=None if draw(st.booleans()) else param([0.0, 0.5, 2.0], [-0.5, np.inf]))
+    return xs[0], xs[1], kw
+
+
+@settings(max_examples=300, deadline=None)
+@given(_pair_case())
+def test_contrastive_property(case):
+    e, a, kw = case
+    e0, a0 = e.copy(), a.copy()
+    try:
+        want = ref.contrastive_logits(e, a, **kw)
+    except ValueError as exc:
+        with pytest.raises(ValueError):
+            fd.contrastive_logits(e, a, **kw)
+        assert str(exc)
+        return
+    finally:
+        np.testing.assert_array_equal(e, e0)
+        np.testing.assert_array_equal(a, a0)
+    got = fd.contrastive_logits(e, a, **kw)
+    _same(got, want, exact=kw["beta"] is not None and want.dtype == np.float32)
+    np.testing.assert_array_equal(e, e0)
+    np.testing.assert_array_equal(a, a0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_pair_case(), st.sampled_from([0.0, 1.0, 1.5, 4.0, -2.0]), st.booleans())
+def test_guidance_property(case, g, normalize):
+    c, u, _ = case
+    try:
+        want = ref.guidance_logits(c, u, g, normalize=normalize)
+    except ValueError:
+        with pytest.raises(ValueError):
+            fd.guidance_logits(c, u, g, normalize=normalize)
+        return
+    got = fd.guidance_logits(c, u, g, normalize=normalize)
+    if want.dtype == np.float64:
+        fin = np.isfinite(want)
+        np.testing.assert_array_equal(np.isfinite(got), fin)
+        np.testing.assert_allclose(got[fin], want[fin], rtol=1e-12, atol=1e-12)
+    else:
+        _same(got, want, exact=not normalize)
+
+
+def test_empty_batch():
+    e = np.zeros((0, 5), np.float32)
+    assert fd.contrastive_logits(e, e).shape == (0, 5)
+    assert fd.guidance_logits(e, e, 2.0).shape == (0, 5)
