@@ -52,10 +52,10 @@
 #include <float.h>
 #include <string.h>
 
-/* three rows of doubles: the float32 path uses the first 12 * n bytes as three float rows */
+/* four rows of doubles (the float32 path uses four float rows of the same slots) */
 size_t fd_contrastive_workspace(int64_t n_cols)
 {
-    return 3 * fdi_align64((n_cols > 0 ? (size_t)n_cols : 1) * 8);
+    return 4 * fdi_align64((n_cols > 0 ? (size_t)n_cols : 1) * 8);
 }
 
 size_t fd_guidance_workspace(int64_t n_cols) { return fd_contrastive_workspace(n_cols); }
@@ -125,25 +125,10 @@ static double dlse(const double *v, int64_t n, double m)
     return log(s);
 }
 
-/* v rounded to float32 as IEEE rounds it (to nearest; beyond FLT_MAX + half an ulp: infinity),
- * without the undefined behaviour of a C conversion of an out-of-range double. */
-static float to_f32(double v)
-{
-    const double lim = 3.4028235677973366e38; /* 2^128 - 2^103: the rounding midpoint to inf */
-    if (v >= lim) {
-        return INFINITY;
-    }
-    if (v <= -lim) {
-        return -INFINITY;
-    }
-    if (v > FLT_MAX) {
-        return FLT_MAX;
-    }
-    if (v < -FLT_MAX) {
-        return -FLT_MAX;
-    }
-    return (float)v;
-}
+/* v rounded to float32 to nearest (beyond FLT_MAX + half an ulp: infinity): the IEC 60559
+ * conversion C11 Annex F specifies for every double, which GCC and clang implement on every
+ * target we build for (cvtsd2ss / fcvt), so it vectorises. */
+static inline float to_f32(double v) { return (float)v; }
 
 static void put(const fd_rows *out, int64_t r, int64_t c, double v)
 {
@@ -247,6 +232,7 @@ fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd
             continue;
         }
         float *e = (float *)ws, *a = (float *)((char *)ws + rb), *s = (float *)((char *)ws + 2 * rb);
+        float *o = (float *)((char *)ws + 3 * rb); /* the output row */
         fd_status st = load_f32(expert, r, e, 0, err);
         if (st == FD_OK) {
             st = load_f32(amateur, r, a, n, err);
@@ -280,40 +266,52 @@ fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd
             }
             la = log(ops->exp_sum(as, n, sa, NULL));
         }
-        /* the scores go to e in place (each e[c] is read once, before it is replaced) */
+        /* Branch-free (it vectorises): every column's score is computed, kept or replaced by
+         * the fill; a head token with the amateur's -inf, or an infinite score, is only noted,
+         * and the first such column located by a second pass (rare: an error). */
         float fv = to_f32(filter_value);
+        double b1 = 1.0 + be;
+        int bad = 0;
         for (int64_t c = 0; c < n; c++) {
             float z = e[c];
+            int head = (z != -INFINITY) & !((double)(z - me) < lal);
+            double v = use_beta ? b1 * (double)z - be * ((double)a[c] / tau)
+                                : ((double)(z - me) - le) - ((double)(as[c] - sa) - la);
+            float f = to_f32(v);
+            bad |= head & !((f > -INFINITY) & (f < INFINITY));
+            o[c] = fdi_fsel(head, f, fv);
+        }
+        for (int64_t c = 0; bad && c < n; c++) {
+            float z = e[c];
             if (z == -INFINITY || (double)(z - me) < lal) {
-                e[c] = fv;
                 continue;
             }
-            if (a[c] == -INFINITY) {
-                set_err(err, r, n + c);
-                return FD_EINVAL;
-            }
-            double v = use_beta ? (1.0 + be) * (double)z - be * ((double)a[c] / tau)
-                                : ((double)(z - me) - le) - ((double)(as[c] - sa) - la);
-            e[c] = to_f32(v);
-            if (!(e[c] > -INFINITY && e[c] < INFINITY)) {
-                set_err(err, r, -1); /* finite inputs, an infinite score: beta or tau extreme */
-                return FD_EINVAL;
+            set_err(err, r, a[c] == -INFINITY ? n + c : -1);
+            if (a[c] == -INFINITY || !(o[c] > -INFINITY && o[c] < INFINITY)) {
+                return FD_EINVAL; /* the amateur's -inf in the head, or an overflow */
             }
         }
-        memcpy((float *)out->data + r * out->row_stride, e, (size_t)n * sizeof(float));
+        set_err(err, -1, -1);
+        memcpy((float *)out->data + r * out->row_stride, o, (size_t)n * sizeof(float));
     }
     return FD_OK;
 }
 
-/* float32 guidance of one element, torch's rounding: t = c - u; t * g; + u */
-static float guide_f32(float c, float u, float g, int normalize)
+/* o[i] = g * (c - u) + u (normalize) or u + (c - u) * g in float32, -inf where c or u is; nonzero
+ * when a kept value overflowed. Inlined with a constant `normalize` so that each loop vectorises. */
+static inline int guide_f32(const float *c, const float *u, float *o, int64_t n, float g,
+                            int normalize)
 {
-    if (c == -INFINITY || u == -INFINITY) {
-        return -INFINITY;
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float ci = c[i], ui = u[i];
+        int excl = (ci == -INFINITY) | (ui == -INFINITY);
+        float t = ci - ui;
+        float v = normalize ? g * t + ui : ui + t * g;
+        bad |= !excl & !((v > -INFINITY) & (v < INFINITY));
+        o[i] = fdi_fsel(excl, -INFINITY, v);
     }
-    float t = c - u;
-    float p = normalize ? g * t : t * g;
-    return normalize ? p + u : u + p;
+    return bad;
 }
 
 fd_status fd_guidance(const fd_rows *cond, const fd_rows *uncond, const fd_rows *out,
@@ -408,16 +406,20 @@ fd_status fd_guidance(const fd_rows *cond, const fd_rows *uncond, const fd_rows 
             set_err(err, r, -1);
             return FD_EINVAL;
         }
-        int same = normalize && g == 1.0;
-        for (int64_t i = 0; i < n; i++) {
-            float v = same ? c[i] : guide_f32(c[i], u[i], gf, normalize);
-            if (!same && c[i] != -INFINITY && u[i] != -INFINITY && !(v > -INFINITY && v < INFINITY)) {
-                set_err(err, r, i);
-                return FD_EINVAL;
+        float *o = c; /* g == 1 with normalize: c itself */
+        if (!(normalize && g == 1.0)) {
+            /* branch-free, so that it vectorises: excluded tokens selected to -inf, an overflow
+             * of the others collected in a flag and located afterwards */
+            o = (float *)((char *)ws + 2 * rb);
+            int bad = normalize ? guide_f32(c, u, o, n, gf, 1) : guide_f32(c, u, o, n, gf, 0);
+            for (int64_t i = 0; bad && i < n; i++) {
+                if (c[i] != -INFINITY && u[i] != -INFINITY && !(o[i] > -INFINITY && o[i] < INFINITY)) {
+                    set_err(err, r, i);
+                    return FD_EINVAL;
+                }
             }
-            c[i] = v;
         }
-        memcpy((float *)out->data + r * out->row_stride, c, (size_t)n * sizeof(float));
+        memcpy((float *)out->data + r * out->row_stride, o, (size_t)n * sizeof(float));
     }
     return FD_OK;
 }
