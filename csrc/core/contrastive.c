@@ -24,7 +24,9 @@
  * rounded once to float32. With a float64 output every step is double: float64 inputs are read
  * as they are (other dtypes widened exactly), exp and log are libm's double functions summed in
  * index order. Either way the passes are: max of each row (the argmax kernel), one exp sum per
- * row for Li (none for O'Brien), one pass that evaluates the head and the score.
+ * row for Li (none for O'Brien), one pass that evaluates the head and the score. That pass is
+ * branch-free so that it vectorises: it computes every column's score and selects score or fill,
+ * only noting a problem (below); a second pass locates the first problem column when there is one.
  *
  * A head token whose amateur logit is -inf would score +inf (the amateur rules out what the
  * expert finds plausible): no finite answer exists, so it is an error (FD_EINVAL with the
@@ -49,7 +51,6 @@
  */
 #include "internal.h"
 
-#include <float.h>
 #include <string.h>
 
 /* four rows of doubles (the float32 path uses four float rows of the same slots) */
