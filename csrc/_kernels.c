@@ -1399,6 +1399,152 @@ k_entropix(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
                     "entropix");
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* contrastive decoding and classifier-free guidance                                          */
+
+/* contrastive(expert, amateur, out, alpha, amateur_temperature, beta, use_beta, filter_value,
+ * n_threads) and guidance(cond, uncond, out, guidance_scale, normalize, n_threads) */
+typedef struct {
+    int guidance;
+    fd_rows a, b, out;
+    fd_param p1, p2, p3;
+    int flag;
+    double fv;
+} pair_ctx;
+
+static fd_status
+pair_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const pair_ctx *c = p;
+    fd_rows a = sub_rows(&c->a, r0, r1), b = sub_rows(&c->b, r0, r1);
+    fd_rows out = sub_rows(&c->out, r0, r1);
+    if (c->guidance) {
+        return fd_guidance(&a, &b, &out, sub_param(c->p1, r0), c->flag, ws, e);
+    }
+    return fd_contrastive(&a, &b, &out, sub_param(c->p1, r0), sub_param(c->p2, r0),
+                          sub_param(c->p3, r0), c->flag, c->fv, ws, e);
+}
+
+/* The kernels report which input is at fault through the column (>= n_cols: the second input);
+ * run_rows words errors for a single `logits` argument, so on failure the batch is re-run here,
+ * in this thread, to recover the lowest failing row's details and name the argument. */
+static PyObject *
+pair_run(pair_ctx *c, long nt, const char *fname, const char *an, const char *bn)
+{
+    int64_t n = c->a.n_cols;
+    size_t wsz = c->guidance ? fd_guidance_workspace(n) : fd_contrastive_workspace(n);
+    PyObject *r = run_rows(pair_rows, c, c->a.n_rows, n, wsz, nt, fname);
+    if (r != NULL || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return r;
+    }
+    PyErr_Clear();
+    void *raw = NULL;
+    void *ws = ws_alloc(wsz, &raw);
+    if (ws == NULL) {
+        return NULL;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = pair_rows(c, 0, c->a.n_rows, ws, &e);
+    PyMem_RawFree(raw);
+    const char *arg = e.index >= n ? bn : an;
+    long long col = e.index >= n ? (long long)(e.index - n) : (long long)e.index;
+    switch (st) {
+    case FD_OK: /* cannot happen: the same rows failed a moment ago */
+        PyErr_Format(PyExc_RuntimeError, "%s(): inconsistent failure", fname);
+        break;
+    case FD_ENAN:
+        PyErr_Format(PyExc_ValueError, "%s row %lld contains NaN (column %lld)", arg,
+                     (long long)e.row, col);
+        break;
+    case FD_EPOSINF:
+        PyErr_Format(PyExc_ValueError, "%s row %lld contains +inf (column %lld)", arg,
+                     (long long)e.row, col);
+        break;
+    case FD_ENOFINITE:
+        PyErr_Format(PyExc_ValueError, "%s row %lld has no finite value", arg, (long long)e.row);
+        break;
+    case FD_EINVAL:
+        if (e.index < 0) {
+            PyErr_Format(PyExc_ValueError,
+                         c->guidance ? "%s(): guidance_scale is not finite in row %lld"
+                                     : "%s(): alpha, amateur_temperature or beta outside its "
+                                       "domain, or a score that overflows, in row %lld",
+                         fname, (long long)e.row);
+        }
+        else if (c->guidance) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s(): the guided score overflows in row %lld, column %lld "
+                         "(guidance_scale too large)",
+                         fname, (long long)e.row, col);
+        }
+        else {
+            PyErr_Format(PyExc_ValueError,
+                         "%s row %lld, column %lld is -inf inside the expert's plausibility head: "
+                         "the contrastive score would be +inf",
+                         bn, (long long)e.row, col);
+        }
+        break;
+    default:
+        raise_status(st, &e, fname, "ids");
+        break;
+    }
+    return NULL;
+}
+
+static int
+pair_args(PyObject *const *args, const char *an, const char *bn, pair_ctx *c)
+{
+    if (rows_from(args[0], an, 0, &c->a) < 0 || rows_from(args[1], bn, 0, &c->b) < 0 ||
+        rows_from(args[2], "out", 1, &c->out) < 0) {
+        return -1;
+    }
+    if (c->a.n_rows != c->b.n_rows || c->a.n_cols != c->b.n_cols) {
+        PyErr_Format(PyExc_ValueError, "%s must have the shape of %s", bn, an);
+        return -1;
+    }
+    if (same_shape(&c->a, &c->out, "out") < 0) {
+        return -1;
+    }
+    if (c->out.dtype != FD_F32 && c->out.dtype != FD_F64) {
+        PyErr_SetString(PyExc_TypeError, "out must be float32 or float64");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+k_contrastive(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    pair_ctx c;
+    long nt;
+    memset(&c, 0, sizeof c);
+    if (check_nargs("contrastive", nargs, 9) < 0 ||
+        pair_args(args, "expert_logits", "amateur_logits", &c) < 0 ||
+        param_from(args[3], "alpha", c.a.n_rows, &c.p1) < 0 ||
+        param_from(args[4], "amateur_temperature", c.a.n_rows, &c.p2) < 0 ||
+        param_from(args[5], "beta", c.a.n_rows, &c.p3) < 0 || bool_from(args[6], &c.flag) < 0 ||
+        double_from(args[7], &c.fv) < 0 || long_from(args[8], &nt) < 0) {
+        return NULL;
+    }
+    return pair_run(&c, nt, "contrastive_logits", "expert_logits", "amateur_logits");
+}
+
+static PyObject *
+k_guidance(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    pair_ctx c;
+    long nt;
+    memset(&c, 0, sizeof c);
+    c.guidance = 1;
+    if (check_nargs("guidance", nargs, 6) < 0 ||
+        pair_args(args, "cond_logits", "uncond_logits", &c) < 0 ||
+        param_from(args[3], "guidance_scale", c.a.n_rows, &c.p1) < 0 ||
+        bool_from(args[4], &c.flag) < 0 || long_from(args[5], &nt) < 0) {
+        return NULL;
+    }
+    return pair_run(&c, nt, "guidance_logits", "cond_logits", "uncond_logits");
+}
+
 static PyMethodDef kernels_methods[] = {
     {"filter", (PyCFunction)(void (*)(void))k_filter, METH_FASTCALL, NULL},
     {"softmax", (PyCFunction)(void (*)(void))k_softmax, METH_FASTCALL, NULL},
@@ -1412,6 +1558,8 @@ static PyMethodDef kernels_methods[] = {
     {"bad_words", (PyCFunction)(void (*)(void))k_bad_words, METH_FASTCALL, NULL},
     {"beam_step", (PyCFunction)(void (*)(void))k_beam_step, METH_FASTCALL, NULL},
     {"uniform", (PyCFunction)(void (*)(void))k_uniform, METH_FASTCALL, NULL},
+    {"contrastive", (PyCFunction)(void (*)(void))k_contrastive, METH_FASTCALL, NULL},
+    {"guidance", (PyCFunction)(void (*)(void))k_guidance, METH_FASTCALL, NULL},
     {"spec_verify", (PyCFunction)(void (*)(void))k_spec_verify, METH_FASTCALL, NULL},
     {"mirostat", (PyCFunction)(void (*)(void))k_mirostat, METH_FASTCALL, NULL},
     {"entropix", (PyCFunction)(void (*)(void))k_entropix, METH_FASTCALL, NULL},

@@ -441,6 +441,47 @@ DIRECT += [
     ("spec_verify_n_range", "spec_verify", (_SPT2, None, _SPD, 2, _SPN + 5, _SPG, None, None, _SPACC, _SPNXT, 1), ValueError),
 ]
 
+# contrastive decoding and classifier-free guidance (public API and direct binding cases)
+XA = _rng.normal(size=(B, V)).astype(np.float32)
+XA_NINF = XA.copy()
+XA_NINF[:, :] = -np.inf
+XA_HEAD_NINF = XA.copy()
+XA_HEAD_NINF[0, int(np.argmax(X[0]))] = -np.inf
+_ALPHA_ROWS = np.array([0.1, 0.5])
+_G_ROWS = np.array([1.5, 3.0])
+_OUT_F16 = np.empty_like(X16)
+_WATCH.update({n: o for n, o in list(globals().items()) if isinstance(o, np.ndarray)})
+API += [
+    ("contrastive_logits", lambda: fd.contrastive_logits(X, XA, alpha=_ALPHA_ROWS, out=OUT), None),
+    ("contrastive_logits_beta_f64", lambda: fd.contrastive_logits(X64, X64, beta=0.5), None),
+    ("contrastive_logits_in_place", lambda: fd.contrastive_logits(OUT, XA, out=OUT), None),
+    ("guidance_logits", lambda: fd.guidance_logits(X, XA, _G_ROWS), None),
+    ("guidance_logits_raw_f16", lambda: fd.guidance_logits(X16, X16, 2.0, normalize=False), None),
+    ("contrastive_nan", lambda: fd.contrastive_logits(X, XNAN), ValueError),
+    ("contrastive_amateur_ninf_row", lambda: fd.contrastive_logits(X, XA_NINF), ValueError),
+    ("contrastive_head_ninf", lambda: fd.contrastive_logits(X, XA_HEAD_NINF), ValueError),
+    ("contrastive_alpha", lambda: fd.contrastive_logits(X, XA, alpha=1.5), ValueError),
+    ("contrastive_vocab", lambda: fd.contrastive_logits(X, X4[:2, :V - 1]), ValueError),
+    ("guidance_posinf", lambda: fd.guidance_logits(XPINF, XA, 2.0), ValueError),
+    ("guidance_scale_inf", lambda: fd.guidance_logits(X, XA, float("inf")), ValueError),
+]
+_PARAM1 = np.array([0.1])
+_PARAM_BAD = np.array([2.0])
+DIRECT += [
+    ("contrastive", "contrastive", (X, XA, OUT, _PARAM1, _T1, _Z, False, _NI, 1), None),
+    ("contrastive_nargs", "contrastive", (X, XA, OUT), TypeError),
+    ("contrastive_out_f16", "contrastive", (X, XA, _OUT_F16, _PARAM1, _T1, _Z, False, _NI, 1), TypeError),
+    ("contrastive_shape", "contrastive", (X, X4, OUT, _PARAM1, _T1, _Z, False, _NI, 1), ValueError),
+    ("contrastive_alpha", "contrastive", (X, XA, OUT, _PARAM_BAD, _T1, _Z, False, _NI, 1), ValueError),
+    ("contrastive_flag_raises", "contrastive", (X, XA, OUT, _PARAM1, _T1, _Z, BADBOOL, _NI, 1),
+     RuntimeError),
+    ("contrastive_nan", "contrastive", (X, XNAN, OUT, _PARAM1, _T1, _Z, True, _NI, 1), ValueError),
+    ("guidance", "guidance", (X, XA, OUT, _T1, True, 1), None),
+    ("guidance_nargs", "guidance", (X, XA, OUT, _T1), TypeError),
+    ("guidance_readonly", "guidance", (X, XA, OUT_RO, _T1, True, 1), ValueError),
+    ("guidance_neg_row", "guidance", (XNEG, XA, OUT, _T1, True, 1), ValueError),
+]
+
 ENTRY_POINTS = sorted(n for n in dir(K) if callable(getattr(K, n)) and not n.startswith("_"))
 
 

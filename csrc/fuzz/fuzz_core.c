@@ -115,6 +115,17 @@ enum {
     K_COUNT
 };
 
+/* fd_contrastive and fd_guidance, added later: selected by kernel bytes 240..250 and 252..255,
+ * which no committed corpus input uses (the others keep their meaning, byte % K_COUNT) */
+enum { K_CONTRAST = K_COUNT, K_GUIDANCE };
+static int kernel_of(uint8_t b)
+{
+    if (b >= 240 && b != 251) {
+        return b & 1 ? K_CONTRAST : K_GUIDANCE;
+    }
+    return b % K_COUNT;
+}
+
 /* ----------------------------------------------------------------------------------------- */
 /* input reader                                                                              */
 
@@ -667,7 +678,7 @@ static void free_case(fcase *c)
 static void decode(rd *r, fcase *c)
 {
     memset(c, 0, sizeof *c);
-    c->kernel = u8(r) % K_COUNT;
+    c->kernel = kernel_of(u8(r));
     uint8_t f = u8(r);
     c->dtype = f & 3;
     c->isa = (f >> 2) & 3; /* 3: the best the CPU has */
@@ -939,6 +950,21 @@ static void decode(rd *r, fcase *c)
         }
         for (int64_t i = 0; i < npos; i++) {
             c->pos[i] = (int64_t)u64(r);
+        }
+    }
+    else if (k == K_CONTRAST || k == K_GUIDANCE) {
+        /* p0 alpha / guidance scale, p1 tau, p2 beta; order: use_beta / normalize */
+        uint8_t m = u8(r);
+        c->p[0] = k == K_GUIDANCE ? gen_param(r, rows, P_REAL)
+                  : m & 2         ? gen_param(r, rows, P_PROB)
+                                  : const_param(0.1);
+        c->p[1] = m & 4 ? gen_param(r, rows, P_TEMP) : const_param(1.0);
+        c->p[2] = m & 8 ? gen_param(r, rows, P_REAL) : const_param(0.5);
+        c->np = 3;
+        c->order = m & 1;
+        c->out_dtype = (m & 16) ? FD_F64 : FD_F32;
+        if (c->out_bad == 2) {
+            c->out_dtype = FD_F16;
         }
     }
     else if (k == K_DTYPE) {
@@ -2462,6 +2488,171 @@ static void run_entropix(const fcase *c, const runopt *o, result *res)
 }
 
 /* ----------------------------------------------------------------------------------------- */
+/* fd_contrastive / fd_guidance: the second input is the case's rows with their columns reversed */
+
+/* element (R, i) of the second input */
+static float case_at2(const fcase *c, int64_t R, int64_t i)
+{
+    return case_at(c, R, c->n_cols - 1 - i);
+}
+
+static float fz_to_f32(double v)
+{
+    if (v >= 3.4028235677973366e38) {
+        return INFINITY;
+    }
+    if (v <= -3.4028235677973366e38) {
+        return -INFINITY;
+    }
+    return v > FLT_MAX ? FLT_MAX : v < -FLT_MAX ? -FLT_MAX : (float)v;
+}
+
+static void run_contrast(const fcase *c, const runopt *o, result *res)
+{
+    int guid = c->kernel == K_GUIDANCE, flag = c->order;
+    int64_t nr = o->nr, V = c->n_cols;
+    int odt = c->out_dtype;
+    size_t oes = esize(odt);
+    int alias = o->alias == 1 && c->dtype == odt && !c->weird && !c->out_bad;
+    rowbuf in, in2;
+    rows_make(&in, c, o->r0, nr, o->pad, 0);
+    rows_make(&in2, c, o->r0, nr, (o->pad + 1) % 4, 0);
+    /* reverse the columns of the second input's rows */
+    if (!c->weird && nr > 0 && V > 0 && in2.v.data) {
+        size_t es = esize(c->dtype);
+        uint8_t *d = in2.v.data;
+        uint8_t tmp[8];
+        for (int64_t r = 0; r < nr; r++) {
+            uint8_t *row = d + (size_t)(r * in2.stride_eff) * es;
+            for (int64_t i = 0; i < V / 2; i++) {
+                memcpy(tmp, row + i * es, es);
+                memcpy(row + i * es, row + (V - 1 - i) * es, es);
+                memcpy(row + (V - 1 - i) * es, tmp, es);
+            }
+        }
+        memcpy(in2.snap, in2.base, in2.bytes);
+    }
+    fd_rows out = in.v;
+    out.dtype = (fd_dtype)odt;
+    void *obase = NULL;
+    int64_t ostride_eff = in.stride_eff;
+    if (!alias) {
+        out.row_stride = nr > 1 && !c->weird ? c->out_stride : c->row_stride;
+        ostride_eff = nr > 1 && !c->weird ? c->out_stride : V;
+        if (c->out_bad == 1) {
+            out.n_cols = V + 1;
+        }
+        int64_t oelems = nr > 0 && V > 0 && !c->weird ? (nr - 1) * ostride_eff + V : 0;
+        size_t obytes = (size_t)oelems * oes;
+        obase = malloc(obytes ? obytes : 1);
+        memset(obase, 0xa5, obytes);
+        out.data = c->null_data && nr > 0 && V > 0 ? NULL : obase;
+    }
+    void *ws = ws_make(guid ? fd_guidance_workspace(V) : fd_contrastive_workspace(V), o->wsfill, 0);
+    fd_errinfo err = {77, 77};
+    int st = guid ? fd_guidance(&in.v, &in2.v, &out, fparam(&c->p[0], o->r0), flag, ws, &err)
+                  : fd_contrastive(&in.v, &in2.v, &out, fparam(&c->p[0], o->r0),
+                                   fparam(&c->p[1], o->r0), fparam(&c->p[2], o->r0), flag,
+                                   c->filter_value, ws, &err);
+    res->st = st;
+    res->err = err;
+    int64_t done = st == FD_OK ? nr : (err.row >= 0 ? err.row : 0);
+    if (o->checks) {
+        check_common(c, st, &err, nr, 2 * (V > 0 ? V : 0));
+        if (c->out_bad) {
+            REQUIRE(st != FD_OK);
+        }
+        if (st == FD_OK) {
+            REQUIRE(err.row == -1 && err.index == -1);
+        }
+        REQUIRE(rows_unchanged(&in2));
+        if (!alias) {
+            REQUIRE(rows_unchanged(&in));
+        }
+        if (!c->weird && !c->out_bad && (st == FD_ENAN || st == FD_EPOSINF)) {
+            /* the first bad element of the row, the first input before the second */
+            REQUIRE(err.row >= 0 && err.index >= 0 && err.index < 2 * V);
+            int second = err.index >= V;
+            int64_t col = second ? err.index - V : err.index;
+            float f = second ? case_at2(c, o->r0 + err.row, col) : case_at(c, o->r0 + err.row, col);
+            REQUIRE(st == FD_ENAN ? f != f : f == INFINITY);
+            for (int64_t i = 0; i < (second ? V : col); i++) {
+                REQUIRE(!is_bad(case_at(c, o->r0 + err.row, i)));
+            }
+            for (int64_t i = 0; second && i < col; i++) {
+                REQUIRE(!is_bad(case_at2(c, o->r0 + err.row, i)));
+            }
+        }
+        if (st == FD_EINVAL && err.row >= 0 && err.index >= 0) {
+            REQUIRE(guid || err.index >= V); /* the amateur's -inf in the head */
+            if (!guid) {
+                REQUIRE(case_at2(c, o->r0 + err.row, err.index - V) == -INFINITY);
+            }
+        }
+    }
+    float *e = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    float *a = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    for (int64_t r = 0; r < nr && !c->weird && !c->out_bad && out.data; r++) {
+        const uint8_t *orow = (const uint8_t *)out.data + (size_t)(r * ostride_eff) * oes;
+        if (r < done) {
+            blob_add(res, (int)r, orow, (size_t)V * oes);
+        }
+        if (!o->checks || V == 0 || r > done || (r == done && st == FD_OK)) {
+            continue;
+        }
+        for (int64_t i = 0; i < V; i++) {
+            e[i] = case_at(c, o->r0 + r, i);
+            a[i] = case_at2(c, o->r0 + r, i);
+        }
+        float me, ma;
+        int64_t am = first_max(e, V, &me);
+        first_max(a, V, &ma);
+        if (r == done) { /* the failing row */
+            if (st == FD_ENOFINITE) {
+                REQUIRE(err.index == 0 ? me == -INFINITY : (err.index == V && ma == -INFINITY));
+            }
+            continue;
+        }
+        double p0 = pat(&c->p[0], o->r0 + r), tau = pat(&c->p[1], o->r0 + r);
+        double be = pat(&c->p[2], o->r0 + r);
+        for (int64_t i = 0; i < V; i++) {
+            double q = odt == FD_F32 ? ((const float *)orow)[i] : ((const double *)orow)[i];
+            if (guid) {
+                int excl = e[i] == -INFINITY || a[i] == -INFINITY;
+                if (!(flag && p0 == 1.0)) {
+                    REQUIRE(excl ? q == -INFINITY : (q > -INFINITY && q < INFINITY));
+                }
+                if (!flag && !excl && odt == FD_F32) {
+                    float g = (float)p0, t = e[i] - a[i], p = t * g;
+                    REQUIRE(q == (double)(a[i] + p));
+                }
+                continue;
+            }
+            if (odt == FD_F64) { /* decided on the double values: a score or the fill */
+                REQUIRE(d_bits(q) == d_bits(c->filter_value) || (q > -INFINITY && q < INFINITY));
+                continue;
+            }
+            int head = e[i] != -INFINITY && !((double)(e[i] - me) < log(p0));
+            REQUIRE(head ? (q > -INFINITY && q < INFINITY)
+                         : f_bits((float)q) == f_bits(fz_to_f32(c->filter_value)));
+            if (head && flag) {
+                double v = (1.0 + be) * (double)e[i] - be * ((double)a[i] / tau);
+                REQUIRE((float)q == fz_to_f32(v));
+            }
+            if (i == am) {
+                REQUIRE(head); /* the maximum is always in the head */
+            }
+        }
+    }
+    free(e);
+    free(a);
+    ws_free(ws, 0);
+    free(obase);
+    rows_free(&in);
+    rows_free(&in2);
+}
+
+/* ----------------------------------------------------------------------------------------- */
 /* driver                                                                                    */
 
 static void run(const fcase *c, const runopt *o, result *res)
@@ -2497,6 +2688,9 @@ static void run(const fcase *c, const runopt *o, result *res)
     }
     else if (k == K_ENTROPIX) {
         run_entropix(c, o, res);
+    }
+    else if (k == K_CONTRAST || k == K_GUIDANCE) {
+        run_contrast(c, o, res);
     }
 }
 
@@ -2594,7 +2788,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     rd r = {data, size, 0};
-    uint8_t k0 = size ? data[0] % K_COUNT : 0;
+    int k0 = size ? kernel_of(data[0]) : 0;
     if (k0 == K_CONVERT || k0 == K_RNG) {
         r.i = 1;
         if (k0 == K_CONVERT) {

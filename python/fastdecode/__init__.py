@@ -87,3 +87,12 @@ __all__ = [
 from .adaptive import ENTROPIX_BRANCHES, Entropix, Mirostat, entropix, mirostat
 
 __all__ += ["ENTROPIX_BRANCHES", "Entropix", "Mirostat", "entropix", "mirostat"]
+
+
+# contrastive decoding and classifier-free guidance
+from .ops import contrastive_logits, guidance_logits
+
+__all__ += ["contrastive_logits", "guidance_logits"]
+from .contrastive import ContrastiveModel, contrastive_generate
+
+__all__ += ["ContrastiveModel", "contrastive_generate"]

@@ -1099,3 +1099,117 @@ def entropix(logits, *, uniforms, last_token=None, **params):
     if one:
         return tok[0], br[0], h[0], v[0], used[0]
     return tok, br, h, v, used
+
+
+
+# ------------------------------------------------------------------------------------------------
+# contrastive decoding and classifier-free guidance (csrc/core/contrastive.c)
+
+__all__ += ["contrastive_logits", "guidance_logits"]
+
+
+def _pair(a, b, aname, bname):
+    a2, one = _logits(a, aname)
+    b2, _ = _logits(b, bname)
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"{bname} must have the shape of {aname}")
+    f64 = a2.dtype == np.float64 and b2.dtype == np.float64
+    return a2, b2, one, f64
+
+
+def _lse_shifted(d):
+    """log sum exp(d) of a row already shifted so that its maximum is 0 (float64)."""
+    return math.log(np.exp(d).sum())
+
+
+def contrastive_logits(expert_logits, amateur_logits, *, alpha=0.1, amateur_temperature=1.0,
+                       beta=None, filter_value=-np.inf):
+    """Li et al. 2022 (beta None) or O'Brien & Lewis 2023 on the expert's min-p head (fd.h)."""
+    e2, a2, one, f64 = _pair(expert_logits, amateur_logits, "expert_logits", "amateur_logits")
+    B, V = e2.shape
+    al = _per_row(alpha, B, "alpha")
+    tau = _per_row(amateur_temperature, B, "amateur_temperature")
+    be = None if beta is None else _per_row(beta, B, "beta")
+    if ((al < 0) | (al > 1)).any():
+        raise ValueError("alpha must lie in [0, 1]")
+    if not ((tau > 0) & np.isfinite(tau)).all():
+        raise ValueError("amateur_temperature must be > 0 and finite")
+    if be is not None and not ((be >= 0) & np.isfinite(be)).all():
+        raise ValueError("beta must be >= 0 and finite")
+    ft = np.float64 if f64 else np.float32
+    out = np.empty((B, V), ft)
+    for r in range(B):
+        e = e2[r].astype(ft)
+        a = a2[r].astype(ft)
+        me = e.max()
+        if me == -np.inf:
+            raise ValueError(f"expert_logits row {r} has no finite value")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            de = (e - me).astype(np.float64)  # the difference in the compute dtype
+            lal = math.log(al[r]) if al[r] > 0 else -np.inf
+            head = (e > -np.inf) & ~(de < lal)
+            if be is None:
+                ma = a.max()
+                if ma == -np.inf:
+                    raise ValueError(f"amateur_logits row {r} has no finite value")
+                da = (a - ma).astype(np.float64)
+                if f64:
+                    da = da / tau[r]
+                elif tau[r] != 1.0:
+                    da = (da / tau[r]).astype(np.float32).astype(np.float64)
+                score = (de - _lse_shifted(de)) - (da - _lse_shifted(da))
+            else:
+                score = (1.0 + be[r]) * e.astype(np.float64) - be[r] * (a.astype(np.float64) / tau[r])
+        bad = head & (a == -np.inf)
+        if bad.any():
+            c = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"amateur_logits row {r}, column {c} is -inf inside the expert's "
+                             "plausibility head")
+        with np.errstate(over="ignore"):
+            row = np.where(head, score, filter_value).astype(ft)
+        if not np.isfinite(row[head]).all():
+            raise ValueError(f"row {r}: the score overflows (beta or amateur_temperature)")
+        out[r] = row
+    return out[0] if one else out
+
+
+def _log_softmax_f32(x):
+    """fastdecode's float32 log_softmax of a float32 row: float64 sums, one rounding."""
+    m = x.max()
+    d = (x - m).astype(np.float64)
+    return (d - _lse_shifted(d)).astype(np.float32)
+
+
+def guidance_logits(cond_logits, uncond_logits, guidance_scale, *, normalize=True):
+    """HF's classifier-free guidance arithmetic with -inf exclusions (fd.h)."""
+    c2, u2, one, f64 = _pair(cond_logits, uncond_logits, "cond_logits", "uncond_logits")
+    B, V = c2.shape
+    g = _per_row(guidance_scale, B, "guidance_scale")
+    if not np.isfinite(g).all():
+        raise ValueError("guidance_scale must be finite")
+    ft = np.float64 if f64 else np.float32
+    out = np.empty((B, V), ft)
+    for r in range(B):
+        c = c2[r].astype(ft)
+        u = u2[r].astype(ft)
+        if normalize:
+            for x, name in ((c, "cond_logits"), (u, "uncond_logits")):
+                if x.max() == -np.inf:
+                    raise ValueError(f"{name} row {r} has no finite value")
+            if f64:
+                c = c - c.max() - _lse_shifted(c - c.max())
+                u = u - u.max() - _lse_shifted(u - u.max())
+            else:
+                c, u = _log_softmax_f32(c), _log_softmax_f32(u)
+            if g[r] == 1.0:
+                out[r] = c
+                continue
+        gg = ft(g[r])
+        with np.errstate(invalid="ignore", over="ignore"):
+            t = c - u
+            v = gg * t + u if normalize else u + t * gg
+        excl = (c == -np.inf) | (u == -np.inf)
+        if not np.isfinite(v[~excl]).all():
+            raise ValueError(f"row {r}: the guided score overflows")
+        out[r] = np.where(excl, -np.inf, v)
+    return out[0] if one else out

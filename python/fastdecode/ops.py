@@ -958,3 +958,152 @@ def speculative_verify(target_logits: Any, draft_tokens: Any, draft_logits: Any 
 
         return VerifyResult(torch.from_numpy(acc), torch.from_numpy(nxt))
     return VerifyResult(acc, nxt)
+
+
+
+# --------------------------------------------------------------------------------------------
+# contrastive decoding and classifier-free guidance
+
+__all__ += ["contrastive_logits", "guidance_logits"]
+
+
+def _logits_pair(a: Any, b: Any, aname: str, bname: str, dtype: str | None) -> tuple[Logits, Logits]:
+    la = as_logits(a, aname, dtype=dtype)
+    lb = as_logits(b, bname, dtype=dtype)
+    if la.one_d != lb.one_d or la.array.shape != lb.array.shape:
+        sa = la.array.shape[1:] if la.one_d else la.array.shape
+        sb = lb.array.shape[1:] if lb.one_d else lb.array.shape
+        what = (f" (vocabulary mismatch: {la.vocab} vs {lb.vocab} tokens)"
+                if la.vocab != lb.vocab else "")
+        raise ValueError(f"{bname} must have the shape of {aname} {sa}, got {sb}{what}")
+    return la, lb
+
+
+def _pair_out(la: Logits, lb: Logits, out: Any) -> tuple[np.ndarray, Any, np.ndarray | None]:
+    """(array the kernel writes, caller's out or None, scratch to copy from when out overlaps
+    an input: a failing row must leave the caller's arrays as they were)."""
+    want = np.float64 if (la.array.dtype == np.float64 and lb.array.dtype == np.float64) else np.float32
+    o, ret = prepare_out(out, la, dtype=np.dtype(want))
+    if np.may_share_memory(o, la.array) or np.may_share_memory(o, lb.array):
+        return np.empty(o.shape, o.dtype), ret, o
+    return o, ret, None
+
+
+def contrastive_logits(expert_logits: Any, amateur_logits: Any, *, alpha: Any = 0.1,
+                       amateur_temperature: Any = 1.0, beta: Any = None,
+                       filter_value: Any = _NEG_INF, out: Any = None,
+                       dtype: str | None = None) -> Any:
+    """The contrastive-decoding score of an expert and an amateur model's next-token logits.
+
+    Parameters
+    ----------
+    expert_logits, amateur_logits : array_like, shape (B, V) or (V,), the same shape
+        Any supported dtype each (they need not match); row-strided views are read in place.
+    alpha : float or array of B floats in [0, 1], default 0.1
+        The plausibility cut: only tokens with ``p_exp(x) >= alpha * max p_exp`` are scored.
+        0 scores every token the expert gives a finite logit; 1 only the expert's maxima.
+    amateur_temperature : float or array of B floats > 0, default 1.0
+        The amateur's logits are divided by it (τ of Li et al.; 0.5 sharpens the amateur).
+    beta : None, or float or array of B floats >= 0
+        None: Li et al.'s score ``log p_exp(x) - log softmax(z_ama / τ)(x)``. A number:
+        O'Brien & Lewis's ``(1 + β) z_exp(x) - β z_ama(x) / τ`` (β ≈ 0.5 in the paper).
+    filter_value : float, default -inf
+        The value of tokens outside the plausibility head.
+    out : array, optional
+        float32 destination (float64 when both inputs are float64) of the logits' shape; may be
+        one of the inputs.
+    dtype : {None, "bfloat16"}
+        Set when the inputs are ``uint16`` arrays holding bfloat16 bits (applies to both).
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        float32 scores (float64 for float64 inputs), in the expert's array type and shape.
+
+    Raises
+    ------
+    ValueError
+        ``alpha`` outside [0, 1], ``amateur_temperature <= 0``, ``beta < 0`` (the message names
+        the argument and the row); shapes that differ (a vocabulary mismatch); NaN or +inf in
+        either input, a row of the expert with no finite logit, or under Li's formula an amateur
+        row with no finite logit (naming the argument and the row); an amateur logit of -inf
+        inside the head (its score would be +inf).
+
+    Notes
+    -----
+    Li et al. 2022, "Contrastive Decoding: Open-ended Text Generation as Optimization" (arXiv
+    2210.15097), and O'Brien & Lewis 2023, "Contrastive Decoding Improves Reasoning in Large
+    Language Models" (arXiv 2309.09117). The plausibility head ``V_head`` is decided in logit space,
+    without exponentiating the row: ``x`` is in it when ``z_exp(x)`` is finite and
+    ``(z_exp(x) - max z_exp) >= log(alpha)`` (the difference in float32, the comparison in
+    float64), exactly the set :func:`min_p` keeps for ``p = alpha``; the maximum is always in it.
+    Logits are loaded as float32 (float64 stays float64 when both inputs are float64); the log-
+    normalisers are float64 sums, the score is evaluated in float64 and rounded once. A token
+    outside the head gets ``filter_value`` whatever the amateur says; one inside it whose amateur
+    logit is -inf raises rather than scoring +inf. The result is the input of a greedy, sampling
+    or beam-search step (:func:`fastdecode.contrastive_generate` runs those loops).
+    """
+    la, lb = _logits_pair(expert_logits, amateur_logits, "expert_logits", "amateur_logits", dtype)
+    B = la.batch
+    a = row_param(alpha, B, "alpha", lo=0.0, hi=1.0)
+    t = row_param(amateur_temperature, B, "amateur_temperature", lo=0.0, lo_open=True, hi=math.inf,
+                  hi_open=True)
+    if beta is None:
+        b, use_beta = np.zeros(1), False
+    else:
+        b, use_beta = row_param(beta, B, "beta", lo=0.0, hi=math.inf, hi_open=True), True
+    fv = _filter_value(filter_value)
+    o, ret, dest = _pair_out(la, lb, out)
+    _k.contrastive(la.array, lb.array, o, a, t, b, use_beta, fv, _threads[0])
+    if dest is not None:
+        np.copyto(dest, o)
+        o = dest
+    return ret if ret is not None else la.wrap_float(o)
+
+
+def guidance_logits(cond_logits: Any, uncond_logits: Any, guidance_scale: Any, *,
+                    normalize: bool = True, out: Any = None, dtype: str | None = None) -> Any:
+    """Classifier-free guidance of next-token logits: ``u + g (c - u)``, Hugging Face's arithmetic.
+
+    Parameters
+    ----------
+    cond_logits, uncond_logits : array_like, shape (B, V) or (V,), the same shape
+        The model's logits on the prompt (conditional) and on a negative or empty prompt
+        (unconditional).
+    guidance_scale : float or array of B floats (finite)
+        ``g``; 1 is no guidance, > 1 pushes away from the unconditional distribution.
+    normalize : bool, default True
+        True: ``c, u`` are the log-softmax of the inputs and ``g == 1`` returns ``c``
+        (``UnbatchedClassifierFreeGuidanceLogitsProcessor``, which ``model.generate`` uses for
+        ``guidance_scale`` with ``negative_prompt_ids``). False: ``c, u`` are the raw logits
+        (``ClassifierFreeGuidanceLogitsProcessor``, the batched form for encoder-decoder models).
+    out : array, optional
+        float32 destination (float64 when both inputs are float64); may be one of the inputs.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        float32 (float64) guided scores in the conditional input's type and shape.
+
+    Notes
+    -----
+    HF computes ``g * (c - u) + u`` (unbatched) and ``u + (c - u) * g`` (batched) on float32
+    tensors; here each operation is rounded to float32 the same way (``g`` rounded to float32
+    first, as torch does with a Python scalar), and the log-softmax is fastdecode's (float64 sums;
+    it can differ from torch's in the last bit). Where either input is ``-inf`` the result is
+    ``-inf`` (torch gives NaN for ``-inf - -inf`` and ``0 * -inf``, and NaN or +inf where only the
+    unconditional logit is ``-inf``), except ``g == 1`` with ``normalize``, which returns ``c``
+    unchanged as HF does. With ``normalize`` a row with no finite value raises ``ValueError``
+    naming the argument; a finite result that overflows (absurd ``g``) raises too.
+    """
+    la, lb = _logits_pair(cond_logits, uncond_logits, "cond_logits", "uncond_logits", dtype)
+    g = row_param(guidance_scale, la.batch, "guidance_scale", lo=-math.inf, hi=math.inf,
+                  lo_open=True, hi_open=True)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    o, ret, dest = _pair_out(la, lb, out)
+    _k.guidance(la.array, lb.array, o, g, bool(normalize), _threads[0])
+    if dest is not None:
+        np.copyto(dest, o)
+        o = dest
+    return ret if ret is not None else la.wrap_float(o)

@@ -367,6 +367,48 @@ fd_status fd_entropix(const fd_rows *in, const fd_entropix_params *params,
                       int64_t *branch, double *entropy, double *varentropy, double *logprob,
                       void *ws, fd_errinfo *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * contrastive.c: contrastive decoding (expert / amateur) and classifier-free guidance.
+ *
+ * Both take two row matrices of the same shape (any dtypes, any row strides) and write `out`
+ * (FD_F32 or FD_F64, the same shape; it may alias either input exactly: each row is read in full
+ * before it is written). With FD_F32 the rows are loaded as float32 and the arithmetic is float32
+ * values evaluated in double (sums in double), rounded once; with FD_F64 it is double throughout.
+ * NaN / +inf in an input give FD_ENAN / FD_EPOSINF; err->index is the column for the first input
+ * and n_cols + column for the second, so the caller can name the argument. Rows are checked
+ * before they are written; earlier rows may already be written.
+ * --------------------------------------------------------------------------------------------- */
+
+size_t fd_contrastive_workspace(int64_t n_cols);
+/* Per row r, with head(x) = z_e(x) > -inf and !((z_e(x) - max z_e) < log(alpha)) (the min-p mask
+ * of the expert; the subtraction in float32 for FD_F32 output; alpha = 0 keeps every finite
+ * expert logit):
+ *   use_beta == 0: out(x) = log_softmax(z_e)(x) - log_softmax(z_a / tau)(x)   (Li et al. 2022)
+ *   use_beta != 0: out(x) = (1 + beta) z_e(x) - beta z_a(x) / tau           (O'Brien & Lewis 2023)
+ * on the head, filter_value (rounded to the output dtype) elsewhere. alpha in [0, 1], tau > 0
+ * finite, beta >= 0 finite (per row, fd_param), filter_value not NaN; else FD_EINVAL with
+ * err->row = r and err->index = -1 (also when finite inputs give an infinite score). An expert row
+ * with no finite logit gives FD_ENOFINITE (err->index 0), an amateur row with none under Li
+ * FD_ENOFINITE (err->index n_cols). A head token whose amateur logit is -inf (its score would be
+ * +inf) gives FD_EINVAL with err->index = n_cols + column. ws: fd_contrastive_workspace(n_cols)
+ * bytes, 64-byte aligned. */
+fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd_rows *out,
+                         fd_param alpha, fd_param amateur_temperature, fd_param beta, int use_beta,
+                         double filter_value, void *ws, fd_errinfo *err);
+
+size_t fd_guidance_workspace(int64_t n_cols);
+/* Classifier-free guidance, Hugging Face arithmetic, g = guidance_scale[r] (finite):
+ *   normalize != 0: c = log_softmax(cond), u = log_softmax(uncond); out = g * (c - u) + u, and
+ *                   out = c when g == 1 (UnbatchedClassifierFreeGuidanceLogitsProcessor);
+ *   normalize == 0: out = u + (c - u) * g with c, u the raw rows (ClassifierFreeGuidanceLogitsProcessor).
+ * FD_F32: each operation rounded to float32 as torch does (g rounded to float32 first). Where
+ * c or u is -inf the output is -inf (torch would give NaN or an infinity there), except out = c
+ * for g == 1 with normalize. With normalize a row with no finite value gives FD_ENOFINITE
+ * (err->index 0 for cond, n_cols for uncond). A non-finite g or a finite result that overflows
+ * gives FD_EINVAL (err->index -1, or the column). ws: fd_guidance_workspace(n_cols) bytes. */
+fd_status fd_guidance(const fd_rows *cond, const fd_rows *uncond, const fd_rows *out,
+                      fd_param guidance_scale, int normalize, void *ws, fd_errinfo *err);
+
 #ifdef __cplusplus
 }
 #endif
