@@ -461,3 +461,44 @@ def test_hf_model_rollback_across_steps():
     for gamma in (1, 2, 4):
         r = speculative_generate(tgt, drf, prompts, max_new_tokens=50, num_draft_tokens=gamma, adaptive=True)
         assert (r.sequences == want.sequences).all()
+
+
+def test_streaming_events_match_generate():
+    tgt, drf = _pairs()["char"]
+    prompts = _prompts(tgt, "char")[:2]
+    for kw in (dict(), dict(eos_token_id=tgt.eos_token_id)):
+        ev_g, ev_s = [], []
+        g = fd.generate(tgt, prompts, max_new_tokens=30, streamer=ev_g.append, decode=tgt.decode, **kw)
+        r = speculative_generate(tgt, drf, prompts, max_new_tokens=30, num_draft_tokens=3, streamer=ev_s.append,
+                                 decode=tgt.decode, **kw)
+        assert (r.sequences == g.sequences).all() and r.texts == g.texts
+        # rows advance by different amounts per round: compare each row's stream
+        for i in range(2):
+            for evs, res in ((ev_g, g), (ev_s, r)):
+                toks = [int(e.tokens[list(e.rows).index(i)]) for e in evs if i in e.rows]
+                text = "".join(e.texts[list(e.rows).index(i)] for e in evs if i in e.rows)
+                fin = [e.finished[i] for e in evs if i in e.finished]
+                assert toks == list(res.new_tokens(i)) and text == res.texts[i]
+                assert fin == [res.finish_reasons[i]]
+        assert [e.step for e in ev_s] == list(range(len(ev_s)))
+
+
+def test_hf_streamer_receives_the_tokens():
+    tgt, drf = _pairs()["ngram"]
+
+    class Rec:
+        def __init__(self):
+            self.put_calls, self.ended = [], 0
+
+        def put(self, x):
+            self.put_calls.append(np.array(x))
+
+        def end(self):
+            self.ended += 1
+
+    s = Rec()
+    r = speculative_generate(tgt, drf, [[1, 2, 3]], max_new_tokens=12, num_draft_tokens=3, streamer=s)
+    assert s.ended == 1 and (s.put_calls[0] == [[1, 2, 3]]).all()
+    assert [int(x[0]) for x in s.put_calls[1:]] == list(r.new_tokens(0))
+    with pytest.raises(TypeError, match="streamer"):
+        speculative_generate(tgt, drf, [[1]], max_new_tokens=3, streamer=3)

@@ -27,8 +27,8 @@ import numpy as np
 
 from . import ops
 from ._kernels import uniform as _uniform
-from .generate import (GenerateResult, _check_loop_ids, _eos_ids, _int_arg, _result, _row_seeds,
-                       _stops)
+from .generate import (GenerateResult, StreamEvent, _check_loop_ids, _eos_ids, _hold_back,
+                       _HFStreamerAdapter, _int_arg, _result, _row_seeds, _stops)
 from .processors import Sampler
 from .session import as_prompts, check_ids_in_vocab, declared_vocab, start_session
 
@@ -163,7 +163,8 @@ def speculative_generate(target: Any, draft: Any, input_ids: Any, *, max_new_tok
                          eos_token_id: Any = None, pad_token_id: int | None = None,
                          min_new_tokens: int = 0, stop: Any = None, seed: Any = None,
                          adaptive: bool = False, max_draft_tokens: int | None = None,
-                         attention_mask: Any = None, lengths: Any = None) -> SpeculativeResult:
+                         attention_mask: Any = None, lengths: Any = None, streamer: Any = None,
+                         decode: Any = None) -> SpeculativeResult:
     """Speculative decoding: the output of :func:`fastdecode.generate` on ``target``, faster.
 
     Parameters
@@ -243,6 +244,39 @@ def speculative_generate(target: Any, draft: Any, input_ids: Any, *, max_new_tok
             raise ValueError(f"the sampler has per-row parameters for {nb} rows but there are {B} prompts")
     seeds = _row_seeds(seed, sampler, B)
     plen = np.array([p.size for p in prompts], np.int64)
+    if decode is not None and not callable(decode):
+        raise TypeError("decode must be a callable mapping a list of token ids to a string")
+    hf_streamer = None
+    if streamer is not None and not callable(streamer):
+        if not (hasattr(streamer, "put") and hasattr(streamer, "end")):
+            raise TypeError("streamer must be a callable or an object with put() and end()")
+        hf_streamer = streamer = _HFStreamerAdapter(streamer, prompts, B, pad)
+    emitted = [0] * B
+    n_events = [0]
+
+    def emit(active: np.ndarray, before: np.ndarray, done: np.ndarray) -> None:
+        # one event per new token position, as a plain loop would have produced them
+        new = gen[active] - before
+        for j in range(int(new.max()) if new.size else 0):
+            sel = np.flatnonzero(new > j)
+            rows = active[sel]
+            toks = hist[rows, plen[rows] + before[sel] + j]
+            texts = [] if decode is not None else None
+            fin = {}
+            for i in sel:
+                b = int(active[i])
+                last = j + 1 == new[i]
+                if last and done[i]:
+                    fin[b] = reasons[b]
+                if texts is not None:
+                    k = int(before[i]) + j + 1
+                    full = decode(hist[b, plen[b]:plen[b] + k].tolist())
+                    safe = full if last and done[i] else full[:len(full) - _hold_back(full, [])]
+                    texts.append(safe[emitted[b]:] if len(safe) > emitted[b] else "")
+                    emitted[b] = max(emitted[b], len(safe))
+            streamer(StreamEvent(n_events[0], rows, toks, texts, fin))
+            n_events[0] += 1
+
     for m, nm in ((target, "target"), (draft if drafter is None else None, "draft")):
         vs = declared_vocab(m) if m is not None else None
         if vs is not None:
@@ -272,14 +306,16 @@ def speculative_generate(target: Any, draft: Any, input_ids: Any, *, max_new_tok
         return SpeculativeStats(drafted.copy(), accepted.copy(), calls["target"], calls["draft"],
                                 calls["steps"], int(gen.sum()), trace)
 
-    def result(with_stats: bool = True) -> SpeculativeResult:
+    def result(final: bool = True) -> SpeculativeResult:
         r = _result(prompts, layout, hist, cur, plen, gen, pad, reasons, stop_by, None, None, None,
-                    None, [None] * B, max_new)
+                    decode if final else None, [None] * B, max_new)
         return SpeculativeResult(**r.__dict__, stats=stats())
 
     if max_new == 0:
         for b in range(B):
             reasons[b] = "length"
+        if hf_streamer is not None:
+            hf_streamer.end()
         return result()
 
     try:
@@ -368,6 +404,7 @@ def speculative_generate(target: Any, draft: Any, input_ids: Any, *, max_new_tok
             trace.append(nd.copy())
             # -- commit --
             done = np.zeros(A, bool)
+            before = gen[active].copy()
             for i in range(A):
                 b = active[i]
                 new = list(d[i, :acc[i]]) + [int(nxt[i])]
@@ -394,6 +431,8 @@ def speculative_generate(target: Any, draft: Any, input_ids: Any, *, max_new_tok
                 if adaptive and nd[i] > 0:
                     gam[b] = min(gam[b] + 2, gmax) if acc[i] == nd[i] else max(1, gam[b] - 1)
             step += 1
+            if streamer is not None:
+                emit(active, before, done)
             if done.all():
                 break
             # -- rollback and drop finished rows --
@@ -406,10 +445,13 @@ def speculative_generate(target: Any, draft: Any, input_ids: Any, *, max_new_tok
                 active = active[keep]
     except BaseException as exc:
         try:
-            exc.partial_result = result()
+            exc.partial_result = result(False)
         except Exception:  # pragma: no cover - never mask the original error
             pass
         raise
+    finally:
+        if hf_streamer is not None:
+            hf_streamer.end()
     return result()
 
 
