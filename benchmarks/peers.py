@@ -49,8 +49,10 @@ class LlamaChain:
     """A llama.cpp sampler chain applied to rows of logits, one llama_sampler_apply per row.
 
     spec: a list of (name, args) with name in top_k, top_p, min_p, typical, temp, dist,
-    penalties (llama_sampler_init_<name>(*args)). Every call refills the candidate array (id,
-    logit, p = 0, unsorted), which llama.cpp's samplers reorder and truncate in place."""
+    penalties (llama_sampler_init_<name>(*args); penalties: last_n, repeat, freq, present).
+    Every call refills the candidate array's ids and logits (two strided NumPy copies, the work
+    of llama_sampler_sample's C loop) and marks it unsorted; the samplers reorder and truncate it
+    in place. p is left as the last call wrote it: every sampler that reads p computes it first."""
 
     def __init__(self, ll: Any, spec: list[tuple[str, tuple]], vocab: int,
                  history: np.ndarray | None = None):
@@ -58,7 +60,10 @@ class LlamaChain:
         params = ll.llama_sampler_chain_default_params()
         self.chain = ll.llama_sampler_chain_init(params)
         for name, args in spec:
-            ll.llama_sampler_chain_add(self.chain, getattr(ll, f"llama_sampler_init_{name}")(*args))
+            init = getattr(ll, f"llama_sampler_init_{name}")
+            if name == "penalties" and len(getattr(init, "argtypes", ())) == 5:
+                args = (vocab, *args)  # llama-cpp-python 0.3.x: (n_vocab, last_n, repeat, ...)
+            ll.llama_sampler_chain_add(self.chain, init(*args))
         if history is not None:
             for t in history:
                 ll.llama_sampler_accept(self.chain, int(t))
@@ -76,7 +81,6 @@ class LlamaChain:
         for row in x2:
             self.cand["id"] = self.ids
             self.cand["logit"] = row
-            self.cand["p"] = 0.0
             self.arr.size = V
             self.arr.selected = -1
             self.arr.sorted = False
