@@ -111,6 +111,29 @@ int fdi_valid_rows(const fd_rows *x)
     return x->n_rows <= 1 || x->row_stride >= x->n_cols;
 }
 
+/* fd_half_to_float without a branch, so that a row's conversion vectorizes (it was a scalar
+ * loop with a branch per element: 2.4 ns per element; and a call to an exported function is
+ * not inlined in the -fPIC build, so bfloat16 used fd_bf16_to_float's bits inline below): the
+ * same bits for every input. A
+ * subnormal half m 2^-24 is the exact float product (float)m * 2^-24 (normal in float32) instead
+ * of a normalisation loop; inf / NaN keep the mantissa shifted as fd_half_to_float does. */
+static inline float half_to_float_nb(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    uint32_t normal = sign | ((e + 112u) << 23) | (m << 13);
+    uint32_t special = sign | 0x7f800000u | (m << 13);
+    float sub = (float)(int32_t)m * 0x1p-24f;
+    uint32_t subb;
+    memcpy(&subb, &sub, sizeof subb);
+    subb |= sign;
+    uint32_t is_special = -(uint32_t)(e == 0x1fu), is_sub = -(uint32_t)(e == 0u);
+    uint32_t bits =
+        (normal & ~(is_special | is_sub)) | (special & is_special) | (subb & is_sub);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
 static inline int classify(float f, fd_status *st)
 {
     if (f != f) {
@@ -168,24 +191,34 @@ fd_status fd_load_row(const fd_rows *x, int64_t row, float *dst, fd_errinfo *err
         }
         break;
     }
-    case FD_F16: {
+    case FD_F16:
+    case FD_BF16: {
+        /* convert the whole row branch-free (the loop vectorizes), then look for the first
+         * NaN / +inf only when there is one, as for float32 */
         const uint16_t *s = (const uint16_t *)x->data + row * x->row_stride;
-        for (int64_t i = 0; i < n; i++) {
-            dst[i] = fd_half_to_float(s[i]);
-            if (classify(dst[i], &st)) {
-                bad = i;
-                break;
+        int any = 0;
+        if (x->dtype == FD_F16) {
+            for (int64_t i = 0; i < n; i++) {
+                float f = half_to_float_nb(s[i]);
+                dst[i] = f;
+                any |= (f != f) | (f == INFINITY);
             }
         }
-        break;
-    }
-    case FD_BF16: {
-        const uint16_t *s = (const uint16_t *)x->data + row * x->row_stride;
-        for (int64_t i = 0; i < n; i++) {
-            dst[i] = fd_bf16_to_float(s[i]);
+        else {
+            for (int64_t i = 0; i < n; i++) {
+                uint32_t u = (uint32_t)s[i] << 16; /* fd_bf16_to_float, inlined */
+                float f;
+                memcpy(&f, &u, sizeof f);
+                dst[i] = f;
+                any |= (f != f) | (f == INFINITY);
+            }
+        }
+        if (!any) {
+            return FD_OK;
+        }
+        for (int64_t i = 0; i < n && bad < 0; i++) {
             if (classify(dst[i], &st)) {
                 bad = i;
-                break;
             }
         }
         break;
