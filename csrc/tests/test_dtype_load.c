@@ -1,6 +1,7 @@
 /* Tests for dtype.c's row loading of float16 / bfloat16 (the branch-free conversion loops): every
  * one of the 65,536 bit patterns of each format loads to the bits of the scalar conversion
- * fd_half_to_float / fd_bf16_to_float, and the first NaN / +inf is reported with its index. */
+ * fd_half_to_float / fd_bf16_to_float, and the first NaN / +inf is reported with its index, on
+ * every ISA level (the F16C loop from AVX2 up). */
 #include "check.h"
 #include "fastdecode/fd.h"
 #include "internal.h"
@@ -51,7 +52,13 @@ static void test_format(fd_dtype dt, float (*conv)(uint16_t))
 
 int main(void)
 {
-    test_format(FD_F16, fd_half_to_float);
-    test_format(FD_BF16, fd_bf16_to_float);
+    /* every ISA level: float16 has an F16C path from AVX2 up */
+    int best = fdi_set_isa(-1);
+    for (int level = FDI_ISA_PORTABLE; level <= best; level++) {
+        fdi_set_isa(level);
+        test_format(FD_F16, fd_half_to_float);
+        test_format(FD_BF16, fd_bf16_to_float);
+    }
+    fdi_set_isa(-1);
     CHECK_REPORT("test_dtype_load");
 }
