@@ -1545,6 +1545,43 @@ k_guidance(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return pair_run(&c, nt, "guidance_logits", "cond_logits", "uncond_logits");
 }
 
+/* _floor(x, kind, out float64 (B,), n_threads): the benchmark suite's calibration floors
+ * (fd_floor; hidden, not part of the public API). Split over threads like softmax. */
+typedef struct {
+    fd_rows x;
+    int kind;
+    double *out;
+} floor_ctx;
+
+static fd_status
+floor_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const floor_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1);
+    return fd_floor(&x, c->kind, c->out + r0, ws, e);
+}
+
+static PyObject *
+k_floor(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    floor_ctx c;
+    long kind, nt;
+    if (check_nargs("_floor", nargs, 4) < 0 || long_from(args[1], &kind) < 0 ||
+        long_from(args[3], &nt) < 0 || rows_from(args[0], "logits", 0, &c.x) < 0) {
+        return NULL;
+    }
+    if (kind != FD_FLOOR_READ && kind != FD_FLOOR_EXP_SUM) {
+        PyErr_SetString(PyExc_ValueError, "kind must be 0 (read) or 1 (exp_sum)");
+        return NULL;
+    }
+    c.kind = (int)kind;
+    if ((c.out = (double *)vec_from(args[2], "out", NPY_FLOAT64, c.x.n_rows, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    return run_rows(floor_rows, &c, c.x.n_rows, c.x.n_cols, fd_floor_workspace(c.x.n_cols), nt,
+                    "_floor");
+}
+
 static PyMethodDef kernels_methods[] = {
     {"filter", (PyCFunction)(void (*)(void))k_filter, METH_FASTCALL, NULL},
     {"softmax", (PyCFunction)(void (*)(void))k_softmax, METH_FASTCALL, NULL},
@@ -1558,6 +1595,7 @@ static PyMethodDef kernels_methods[] = {
     {"bad_words", (PyCFunction)(void (*)(void))k_bad_words, METH_FASTCALL, NULL},
     {"beam_step", (PyCFunction)(void (*)(void))k_beam_step, METH_FASTCALL, NULL},
     {"uniform", (PyCFunction)(void (*)(void))k_uniform, METH_FASTCALL, NULL},
+    {"_floor", (PyCFunction)(void (*)(void))k_floor, METH_FASTCALL, NULL},
     {"contrastive", (PyCFunction)(void (*)(void))k_contrastive, METH_FASTCALL, NULL},
     {"guidance", (PyCFunction)(void (*)(void))k_guidance, METH_FASTCALL, NULL},
     {"spec_verify", (PyCFunction)(void (*)(void))k_spec_verify, METH_FASTCALL, NULL},

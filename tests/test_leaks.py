@@ -345,6 +345,12 @@ DIRECT = [
     ("beam_scores_dtype", "beam_step", (X4, _SC64, 2, 4, True, 1), TypeError),
     ("beam_normalize_raises", "beam_step", (X4, SCORES, 2, 4, BADBOOL, 1), RuntimeError),
     ("beam_nan", "beam_step", (X4NAN, SCORES, 2, 2, True, 1), ValueError),
+    # the benchmark suite's hidden floor kernel
+    ("floor_read", "_floor", (X, 0, _H, 1), None),
+    ("floor_exp_sum_f16", "_floor", (X16, 1, _H, 2), None),
+    ("floor_kind", "_floor", (X, 2, _H, 1), ValueError),
+    ("floor_nan", "_floor", (XNAN, 1, _H, 1), ValueError),
+    ("floor_out_len", "_floor", (X, 0, _H_SHORT, 1), ValueError),
 ]
 
 # stateful samplers (fastdecode.adaptive): mirostat and entropix
@@ -483,6 +489,7 @@ DIRECT += [
 ]
 
 ENTRY_POINTS = sorted(n for n in dir(K) if callable(getattr(K, n)) and not n.startswith("_"))
+ENTRY_POINTS = sorted(ENTRY_POINTS + ["_floor"])  # the benchmark suite's hidden floor kernel
 
 
 # --------------------------------------------------------------------------------------------

@@ -64,6 +64,13 @@
 
 #include <string.h>
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FDS_X86 1
+#include <immintrin.h>
+#else
+#define FDS_X86 0
+#endif
+
 typedef struct {
     float *v;
     int32_t *id;
@@ -183,10 +190,44 @@ static int64_t apply_filter(int which, const row_params *q, float *v, int32_t *i
  * s(i) the sequential sum of its block up to i: the crossing block is the first whose B + S_b
  * exceeds the target, and since s at the block's end is S_b bit for bit, the scan inside it
  * always finds the token. If rounding lets no block cross (u * total == total), the last token
- * of nonzero weight. Eight blocks are summed at a time (eight independent addition chains). */
+ * of nonzero weight. Eight blocks are summed at a time (eight independent addition chains); on
+ * the AVX-512 level sixteen, in vector lanes (block_sums_avx512). */
+#if FDS_X86
+/* The block sums S_b of 16 blocks at a time: lane l of two double registers is block b + l,
+ * added to sequentially as the C loop does (the same additions in the same order, so the same
+ * bits); the 16 weights of step j come from one gather at stride 64. The SSE2 loop below ran
+ * ~1.2 cycles per weight, the no-filter draw's largest part. Returns the blocks done. */
+__attribute__((target("avx512f"))) static int64_t block_sums_avx512(const float *w, int64_t n,
+                                                                   double *bs)
+{
+    const __m512i idx = _mm512_setr_epi32(0, 64, 128, 192, 256, 320, 384, 448, 512, 576, 640,
+                                          704, 768, 832, 896, 960);
+    int64_t b = 0;
+    for (; (b + 16) * FDI_BLOCK <= n; b += 16) {
+        const float *p = w + b * FDI_BLOCK;
+        __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+        for (int j = 0; j < FDI_BLOCK; j++) {
+            __m512 g = _mm512_i32gather_ps(idx, p + j, 4);
+            lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(g)));
+            hi = _mm512_add_pd(
+                hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(g), 1))));
+        }
+        _mm512_storeu_pd(bs + b, lo);
+        _mm512_storeu_pd(bs + b + 8, hi);
+    }
+    _mm256_zeroupper(); /* see isa.c, FDI_VZ */
+    return b;
+}
+#endif
+
 static int64_t pick_weights(const float *w, int64_t n, double u, double *bs, double *total_out)
 {
     int64_t nb = fdi_n_blocks(n), b = 0;
+#if FDS_X86
+    if (fdi_isa() == FDI_ISA_AVX512) {
+        b = block_sums_avx512(w, n, bs);
+    }
+#endif
     for (; (b + 8) * FDI_BLOCK <= n; b += 8) {
         double acc[8] = {0};
         const float *p = w + b * FDI_BLOCK;

@@ -633,7 +633,8 @@ int fdi_argmax_check(const float *x, int64_t n, float *max, int64_t *arg)
  * quotient of the k-th largest element, so the list again holds every quotient that a top-k of
  * the divided row keeps, including values that became equal by rounding. Returns the candidate
  * count, or -1 when the filter does not apply (k > number of blocks, or t is -inf: fewer than k
- * blocks hold a finite value); radix is fdi_radix_cut scratch for the block count. */
+ * blocks hold a finite value); radix is fdi_radix_cut scratch for the block count.
+ */
 int64_t fdi_block_candidates(const float *x, int64_t n, const float *bm, int64_t k, float t_div,
                              float *v, int32_t *id, void *radix)
 {
@@ -650,18 +651,44 @@ int64_t fdi_block_candidates(const float *x, int64_t n, const float *bm, int64_t
     if (thr == -INFINITY) {
         return -1;
     }
+    /* Which blocks to read, 256 at a time, then each chosen block divided into v in one loop and
+     * compacted in place (c never passes the block's start, so nothing unread is overwritten):
+     * the divisions vectorize (they were a scalar division per element and per block, a third of
+     * a top-k draw), and a float division is exact, so the values are the same. */
     int64_t c = 0;
-    for (int64_t b = 0; b < nb; b++) {
-        float mb = t_div != 0.0f ? bm[b] / t_div : bm[b];
-        if (!(mb >= thr)) {
-            continue;
+    for (int64_t b0 = 0; b0 < nb; b0 += 256) {
+        int64_t nbl = nb - b0 < 256 ? nb - b0 : 256;
+        unsigned char sel[256];
+        if (t_div != 0.0f) {
+            for (int64_t q = 0; q < nbl; q++) {
+                sel[q] = bm[b0 + q] / t_div >= thr;
+            }
         }
-        int64_t i0 = b * FDI_BLOCK, i1 = i0 + FDI_BLOCK < n ? i0 + FDI_BLOCK : n;
-        for (int64_t i = i0; i < i1; i++) {
-            float y = t_div != 0.0f ? x[i] / t_div : x[i];
-            v[c] = y;
-            id[c] = (int32_t)i;
-            c += y >= thr;
+        else {
+            for (int64_t q = 0; q < nbl; q++) {
+                sel[q] = bm[b0 + q] >= thr;
+            }
+        }
+        for (int64_t q = 0; q < nbl; q++) {
+            if (!sel[q]) {
+                continue;
+            }
+            int64_t i0 = (b0 + q) * FDI_BLOCK, len = n - i0 < FDI_BLOCK ? n - i0 : FDI_BLOCK;
+            float *y = v + c;
+            if (t_div != 0.0f) {
+                for (int64_t j = 0; j < len; j++) {
+                    y[j] = x[i0 + j] / t_div;
+                }
+            }
+            else {
+                memmove(y, x + i0, (size_t)len * sizeof *y); /* v may be x */
+            }
+            for (int64_t j = 0; j < len; j++) {
+                float yj = y[j];
+                v[c] = yj;
+                id[c] = (int32_t)(i0 + j);
+                c += yj >= thr;
+            }
         }
     }
     return c;

@@ -10,7 +10,7 @@
  * past the end gives 0 (and logits / ids past the end follow a fixed benign pattern), so a short
  * input still describes a whole case and every byte the fuzzer mutates has one meaning:
  *   kernel    one byte: fd_filter (each kind, and an invalid kind), fd_softmax / log, fd_entropy,
- *             fd_argmax, fd_sample in both orders, the seven penalty kernels, fd_beam_step, the
+ *             fd_argmax, fd_floor, fd_sample in both orders, the seven penalty kernels, fd_beam_step, the
  *             dtype loads / stores / copies and the scalar float16 / bfloat16 conversions, rng
  *   flags     dtype (any of the four, rarely an invalid one), ISA level (portable, AVX2,
  *             AVX-512), whether to re-run at another ISA level (differential: every path must
@@ -112,6 +112,7 @@ enum {
     K_RNG,
     K_MIROSTAT, /* fd_mirostat, both versions (and invalid ones) */
     K_ENTROPIX, /* fd_entropix */
+    K_FLOOR, /* fd_floor (the benchmark suite's floors): ival = kind, 2 invalid */
     K_COUNT
 };
 
@@ -967,6 +968,9 @@ static void decode(rd *r, fcase *c)
             c->out_dtype = FD_F16;
         }
     }
+    else if (k == K_FLOOR) {
+        c->ival = u8(r) % 3;
+    }
     else if (k == K_DTYPE) {
         c->n_stores = u8(r) % 17;
         for (int i = 0; i < c->n_stores; i++) {
@@ -1585,6 +1589,60 @@ static void run_argmax(const fcase *c, const runopt *o, result *res)
     }
     free(xr);
     free(out);
+    rows_free(&in);
+}
+
+/* fd_floor: the read floor is the row maximum, the exp-sum floor sum exp(x - max) within 5e-7
+ * of a double-precision sum (0 for a row of all -inf): isa.c bounds the sum of the float32
+ * weights within 2e-7, each weight is within 1.01 ulp of its exp, and x - max is rounded to
+ * float first (at most e^-1 |d| 2^-24 per unit weight). Kind 2 is invalid. */
+static void run_floor(const fcase *c, const runopt *o, result *res)
+{
+    int64_t nr = o->nr, V = c->n_cols;
+    rowbuf in;
+    rows_make(&in, c, o->r0, nr, o->pad, 0);
+    double *out = malloc((size_t)(nr > 0 ? nr : 1) * sizeof(double));
+    void *ws = ws_make(fd_floor_workspace(V), o->wsfill, 0);
+    fd_errinfo err = {77, 77};
+    int st = fd_floor(&in.v, (int)c->ival, out, ws, &err);
+    res->st = st;
+    res->err = err;
+    int64_t done = st == FD_OK ? nr : (err.row >= 0 ? err.row : 0);
+    if (o->checks) {
+        check_common(c, st, &err, nr, V);
+        REQUIRE(rows_unchanged(&in));
+        if (c->ival == 2 && !c->weird) {
+            REQUIRE(st == FD_EINVAL);
+        }
+        if (c->ival != 2) {
+            check_bad_elem(c, o->r0, st, &err);
+        }
+    }
+    float *xr = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    for (int64_t r = 0; r < nr && !c->weird; r++) {
+        if (r < done) {
+            blob_add(res, (int)r, &out[r], 8);
+        }
+        if (!o->checks || r >= done) {
+            continue;
+        }
+        case_row(c, o->r0 + r, xr);
+        float m;
+        (void)first_max(xr, V, &m);
+        if (c->ival == FD_FLOOR_READ) {
+            REQUIRE(out[r] == (double)m);
+        }
+        else {
+            double ref = 0.0;
+            for (int64_t i = 0; m != -INFINITY && i < V; i++) {
+                ref += exp((double)xr[i] - (double)m);
+            }
+            REQUIRE(fabs(out[r] - ref) <= 5e-7 * ref);
+        }
+    }
+    free(xr);
+    free(out);
+    ws_free(ws, 0);
     rows_free(&in);
 }
 
@@ -2688,6 +2746,9 @@ static void run(const fcase *c, const runopt *o, result *res)
     }
     else if (k == K_ENTROPIX) {
         run_entropix(c, o, res);
+    }
+    else if (k == K_FLOOR) {
+        run_floor(c, o, res);
     }
     else if (k == K_CONTRAST || k == K_GUIDANCE) {
         run_contrast(c, o, res);

@@ -723,9 +723,55 @@ static void test_public(void)
     free(ws);
 }
 
+/* block_max at every float offset from a 64-byte line (the AVX-512 copy reads 16-block groups
+ * with aligned loads from the line below the row, except block 0 and the last blocks) and lengths
+ * around the group bounds: the portable copy's maxima and bad flag, a NaN or +inf anywhere
+ * (first block, inside a group, the tail) caught; nothing outside the row is read (ASan). */
+static void test_block_max_alignment(void)
+{
+    int best = fdi_set_isa(-1);
+    const int64_t lens[] = {63, 64, 1023, 1024, 1040, 1041, 1087, 1088, 1104, 2048, 2064, 5000};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        int64_t n = lens[li];
+        for (int off = 0; off < 16; off++) {
+            /* the row ends where the allocation ends, so a read past it is an ASan error; its
+             * offset from a 64-byte line runs through all 16 values as off does */
+            int64_t total = (n + off + 15) / 16 * 16;
+            float *raw = aligned_alloc(64, (size_t)total * 4);
+            float *x = raw + total - n, *bma = malloc(100 * 4), *bmb = malloc(100 * 4);
+            for (int kind = 0; kind < 5; kind++) {
+                uint32_t st = (uint32_t)(n * 31 + off * 7 + kind);
+                for (int64_t i = 0; i < n; i++) {
+                    st = st * 1664525u + 1013904223u;
+                    x[i] = kind == 1 ? ((i % 3) ? -0.0f : -INFINITY) : (float)(st >> 9) * 1e-3f - 4e3f;
+                }
+                int64_t at = kind == 2 ? 0 : kind == 3 ? n / 2 : n - 1;
+                if (kind >= 2) {
+                    x[at] = kind == 3 ? INFINITY : NAN;
+                }
+                fdi_set_isa(FDI_ISA_PORTABLE);
+                int bp = fdi_ops()->block_max(x, n, bma);
+                for (int level = FDI_ISA_AVX2; level <= best; level++) {
+                    fdi_set_isa(level);
+                    int bo = fdi_ops()->block_max(x, n, bmb);
+                    CHECK(bo == bp && bp == (kind >= 2));
+                    if (kind < 2) {
+                        CHECK(memcmp(bma, bmb, (size_t)fdi_n_blocks(n) * 4) == 0);
+                    }
+                }
+            }
+            free(raw);
+            free(bma);
+            free(bmb);
+        }
+    }
+    fdi_set_isa(-1);
+}
+
 int main(void)
 {
     test_env();
+    test_block_max_alignment();
     test_kernels();
     test_block_topk();
     test_public();

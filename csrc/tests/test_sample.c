@@ -765,6 +765,41 @@ static void test_direct_first_filter(void)
     fdi_set_isa(-1);
 }
 
+/* The no-filter pick on long rows (the AVX-512 level sums 16 blocks in vector lanes): tokens and
+ * log-probabilities bit for bit those of the portable level, for row lengths around the 16-block
+ * groups, T = 1 and 0.7 and uniforms across [0, 1). */
+static void test_pick_isa_bits(void)
+{
+    enum { V = 5200, U = 40 };
+    static float x[V];
+    uint64_t st = 0xabcdef12345ull;
+    for (int i = 0; i < V; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(st >> 11) * (1.0 / 9007199254740992.0) * 6.0);
+    }
+    int best = fdi_set_isa(-1);
+    static const int64_t lens[] = {1023, 1024, 1025, 2047, 2048, 3100, 5200};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        for (int ti = 0; ti < 2; ti++) {
+            double temp = ti ? 0.7 : 1.0;
+            fd_sample_params p = defaults();
+            p.temperature = P(&temp);
+            for (int k = 0; k < U; k++) {
+                double u = (k + 0.25) / U, lp0 = 0, lp1 = 0;
+                int64_t t0 = -1, t1 = -1;
+                fdi_set_isa(FDI_ISA_PORTABLE);
+                CHECK(sample1(x, lens[li], &p, u, &t0, &lp0, NULL) == FD_OK);
+                for (int level = FDI_ISA_AVX2; level <= best; level++) {
+                    fdi_set_isa(level);
+                    CHECK(sample1(x, lens[li], &p, u, &t1, &lp1, NULL) == FD_OK);
+                    CHECK(t0 == t1 && memcmp(&lp0, &lp1, sizeof lp0) == 0);
+                }
+            }
+        }
+    }
+    fdi_set_isa(-1);
+}
+
 int main(void)
 {
     CHECK(fd_sample_workspace(8) <= sizeof wsbuf - 64);
@@ -781,5 +816,6 @@ int main(void)
     test_batch_invariance();
     test_pick_long_rows();
     test_direct_first_filter();
+    test_pick_isa_bits();
     CHECK_REPORT("test_sample");
 }

@@ -409,6 +409,19 @@ size_t fd_guidance_workspace(int64_t n_cols);
 fd_status fd_guidance(const fd_rows *cond, const fd_rows *uncond, const fd_rows *out,
                       fd_param guidance_scale, int normalize, void *ws, fd_errinfo *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * floor.c: the benchmark suite's calibration floors (not a decoding kernel).
+ * --------------------------------------------------------------------------------------------- */
+
+#define FD_FLOOR_READ 0    /* one read pass: out[r] = the row maximum (-inf for an empty row) */
+#define FD_FLOOR_EXP_SUM 1 /* the read pass, then out[r] = sum exp(x - max), weights not stored */
+size_t fd_floor_workspace(int64_t n_cols);
+/* The least work a kernel of each class must do per row, with the kernels' own dispatched ISA
+ * copies: kind FD_FLOOR_READ or FD_FLOOR_EXP_SUM above (0 for a row of all -inf). out: n_rows
+ * doubles. NaN / +inf give FD_ENAN / FD_EPOSINF naming the element; another kind FD_EINVAL.
+ * ws: at least fd_floor_workspace(n_cols) bytes, 64-byte aligned. */
+fd_status fd_floor(const fd_rows *in, int kind, double *out, void *ws, fd_errinfo *err);
+
 #ifdef __cplusplus
 }
 #endif

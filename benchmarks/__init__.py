@@ -1,0 +1,1 @@
+"""fastdecode's benchmark suite (``python -m benchmarks``; see benchmarks/run.py)."""
