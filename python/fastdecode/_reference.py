@@ -862,6 +862,14 @@ def adaptive_beta(h):
     return max(float(np.polyval([-0.037, 0.481, -2.3, 4.917, -1.791], h)), 1.0)
 
 
+def _entropy_shifted(z):
+    """Entropy (nats) of softmax(z) from d = z - max (exact for huge logits too)."""
+    fin = np.isfinite(z)
+    d = z[fin] - np.max(z[fin])
+    lp = d - np.log(np.exp(d).sum())
+    return float(-(np.exp(lp) * lp).sum())
+
+
 def _overflows(dtype, v):
     with np.errstate(over="ignore"):
         return bool(np.isinf(np.asarray(v).astype(dtype)))
@@ -892,7 +900,7 @@ def adaptive_temperature(logits, *, return_beta=False):
         z = _z(x2[r : r + 1])[0]
         if np.max(z) == -np.inf:
             raise ValueError(f"logits row {r} has no finite value")
-        beta = adaptive_beta(_entropy_row(z)[0])
+        beta = adaptive_beta(_entropy_shifted(z))
         betas[r] = beta
         if beta == 1.0:
             continue
@@ -924,7 +932,7 @@ def dynamic_temperature(logits, temperature, delta, exponent=1.0, *, return_temp
             if n <= 1:
                 temps[r] = np.nan
                 continue
-            h = max(_entropy_row(z)[0], 0.0)
+            h = max(_entropy_shifted(z), 0.0)
             lo, hi = max(0.0, t[r] - d[r]), t[r] + d[r]
             tt = lo + (hi - lo) * (h / math.log(n)) ** e[r]
         temps[r] = tt
