@@ -159,6 +159,19 @@ def test_dynamic_temperature_formula_by_hand():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_dynamic_temperature_huge_range(dtype):
+    """Found by the fuzz target: a range so large that T' is +inf in float32 made -inf / inf = NaN.
+    Every finite logit now becomes 0 (the uniform limit) and -inf stays -inf."""
+    x = np.array([[-np.inf, 0.5, -3.0, 2.0], [1e-4, -np.inf, 1.2e-4, -1e-4]], dtype)
+    out, t = fd.dynamic_temperature(x, 1e-300, 1e39, 0.0, return_temperature=True)  # T' = 1e39
+    assert (t == 1e39).all() and (t > np.finfo(np.float32).max).all()
+    assert not np.isnan(out).any() and (np.isneginf(out) == np.isneginf(x)).all()
+    if dtype != np.float64:
+        assert (out[np.isfinite(x)] == 0).all()
+    assert_bits_equal(out, ref.dynamic_temperature(x, 1e-300, 1e39, 0.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_dynamic_temperature_matches_reference(dtype, rng):
     x = _rows(rng, dtype)
     B = x.shape[0]

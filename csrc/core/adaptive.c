@@ -168,7 +168,9 @@ static void one_hot(const fd_rows *in, const fd_rows *out, int64_t r, int64_t am
     }
 }
 
-/* out = in * s (mul) or in / s, in the row's arithmetic (see the file comment). */
+/* out = in * s (mul) or in / s, in the row's arithmetic (see the file comment). -inf stays -inf
+ * (also for a temperature so large that it is +inf in float32, where -inf / inf would be NaN and
+ * every finite logit becomes 0). */
 static void scale_row(const fd_rows *in, const fd_rows *out, int64_t r, const float *x, double s,
                       int mul)
 {
@@ -176,13 +178,13 @@ static void scale_row(const fd_rows *in, const fd_rows *out, int64_t r, const fl
     if (in->dtype == FD_F64) {
         for (int64_t c = 0; c < n; c++) {
             double z = elem(in, r, c);
-            fd_store(out, r, c, mul ? z * s : z / s);
+            fd_store(out, r, c, z == -INFINITY ? z : mul ? z * s : z / s);
         }
         return;
     }
     float sf = (float)s;
     for (int64_t c = 0; c < n; c++) {
-        fd_store(out, r, c, mul ? x[c] * sf : x[c] / sf);
+        fd_store(out, r, c, x[c] == -INFINITY ? x[c] : mul ? x[c] * sf : x[c] / sf);
     }
 }
 

@@ -880,9 +880,13 @@ def _scaled_rows(x2, r, s, mul):
     if x2.dtype == np.float64:
         z, sc = x2[r], np.float64(s)
     else:
-        z, sc = x2[r].astype(np.float32), np.float32(s)
-    with np.errstate(over="ignore", under="ignore"):
-        return (z * sc if mul else z / sc).astype(x2.dtype)
+        with np.errstate(over="ignore"):  # a temperature beyond the float32 range is +inf
+            z, sc = x2[r].astype(np.float32), np.float32(s)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        v = z * sc if mul else z / sc
+    v[z == -np.inf] = -np.inf  # also for a temperature that is +inf in float32
+    with np.errstate(over="ignore"):
+        return v.astype(x2.dtype)
 
 
 def _one_hot(row, am):
@@ -939,7 +943,7 @@ def dynamic_temperature(logits, temperature, delta, exponent=1.0, *, return_temp
         if not fin.any():
             continue
         am = int(np.argmax(z))
-        if tt == 0 or (x2.dtype != np.float64 and np.float32(tt) == 0):
+        if tt == 0 or (x2.dtype != np.float64 and tt <= 2.0**-150):  # 0 once rounded to float32
             out[r] = _one_hot(x2[r], am)
             continue
         scaled = _scaled_rows(x2, r, tt, False)

@@ -270,7 +270,7 @@ fd_status fd_beam_step(const fd_rows *in, const float *beam_scores, int64_t grou
 /* The draw index of XTC's coin in fd_uniform(seed, position, draw); fd_sample's pick uses 0. */
 #define FD_DRAW_XTC UINT64_C(0x5854430000000000)
 
-/* Scratch for the three row kernels below: two float rows. */
+/* Scratch for the three row kernels below: two float rows, 64-byte aligned (as fd_dry's). */
 size_t fd_adaptive_workspace(int64_t n_cols);
 /* beta(H) of adaptive temperature: max(poly(H), 1) if H > 0.5 else 1. */
 double fd_adaptive_beta(double h);
