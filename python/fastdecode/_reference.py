@@ -960,8 +960,10 @@ def xtc(logits, probability, threshold, *, uniform, min_tokens_to_keep=1, filter
     th = _per_row(threshold, B, "threshold")
     mk = _per_row_int(min_tokens_to_keep, B, "min_tokens_to_keep")
     u = _per_row(uniform, B, "uniform")
-    if np.any((p < 0) | (p > 1)) or np.any((th < 0) | (th > 1)) or np.any(mk < 1):
-        raise ValueError("probability and threshold must be in [0, 1], min_tokens_to_keep >= 1")
+    for name, v, ok in (("probability", p, (p >= 0) & (p <= 1)), ("threshold", th, (th >= 0) & (th <= 1)),
+                        ("min_tokens_to_keep", mk, mk >= 1), ("uniform", u, (u >= 0) & (u < 1))):
+        if not np.all(ok):
+            raise ValueError(f"{name} out of its range (row {int(np.flatnonzero(~ok)[0])})")
     out = x2.copy()
     for r in range(B):
         z = _z(x2[r : r + 1])[0]
@@ -1040,8 +1042,10 @@ def dry(logits, input_ids, multiplier, base=1.75, allowed_length=2, penalty_last
         raise ValueError("multiplier must be finite and >= 0")
     if np.any(~np.isfinite(bs)) or np.any(bs < 1):
         raise ValueError("base must be finite and >= 1")
-    if np.any(al < 0) or np.any(ln < -1):
-        raise ValueError("allowed_length must be >= 0 and penalty_last_n >= -1")
+    if np.any(al < 0) or np.any(al > 2**31 - 1):
+        raise ValueError("allowed_length must be in [0, 2**31)")
+    if np.any(ln < -1):
+        raise ValueError("penalty_last_n must be >= -1")
     brk = [[int(t) for t in np.atleast_1d(b)] for b in sequence_breakers]
     if any(len(b) == 0 for b in brk):
         raise ValueError("sequence_breakers must not contain empty sequences")
