@@ -634,3 +634,29 @@ def test_dry_reduces_repetition_in_generate():
     a, b = plain.sequences[0, 2:].tolist(), dry.sequences[0, 2:].tolist()
     assert rep3(a) > 0.5  # the model loops under greedy decoding
     assert rep3(b) < rep3(a)
+
+
+def test_beam_search_with_adaptive_options():
+    """DRY applies in beam search as a penalty; the temperature / XTC options are refused for beam
+    sampling and ignored with the warpers' warning otherwise (never silently)."""
+    model = NGramModel(vocab_size=30, order=2, seed=4, scale=6.0)  # loops under greedy search
+
+    def rep3(seq):
+        g = [tuple(seq[i:i + 3]) for i in range(len(seq) - 2)]
+        return 1 - len(set(g)) / len(g)
+
+    plain = fd.beam_search(model, [[1, 2]], num_beams=2, max_new_tokens=40)
+    r = fd.beam_search(model, [[1, 2]], num_beams=2, max_new_tokens=40,
+                       sampler=fd.Sampler(dry_multiplier=2.0, dry_allowed_length=2))
+    assert rep3(plain.sequences[0, 2:].tolist()) > 0.5
+    assert rep3(r.sequences[0, 2:].tolist()) < 0.5 * rep3(plain.sequences[0, 2:].tolist())
+    model = NGramModel(vocab_size=20, order=2, seed=1)
+    with pytest.raises(ValueError, match="xtc_probability"):
+        fd.beam_search(model, [[1, 2]], num_beams=2, max_new_tokens=3, do_sample=True, seed=1,
+                       sampler=fd.Sampler(xtc_probability=0.5))
+    with pytest.warns(UserWarning, match="ignored"):
+        fd.beam_search(model, [[1, 2]], num_beams=2, max_new_tokens=3,
+                       sampler=fd.Sampler(adaptive_temperature=True))
+    with pytest.raises(ValueError, match="sampler.dry_multiplier"):
+        fd.beam_search(model, [[1, 2]], num_beams=2, max_new_tokens=3,
+                       sampler=fd.Sampler(dry_multiplier=[1.0, 2.0]))
