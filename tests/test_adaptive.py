@@ -660,3 +660,23 @@ def test_beam_search_with_adaptive_options():
     with pytest.raises(ValueError, match="sampler.dry_multiplier"):
         fd.beam_search(model, [[1, 2]], num_beams=2, max_new_tokens=3,
                        sampler=fd.Sampler(dry_multiplier=[1.0, 2.0]))
+
+
+def test_threads_give_sequential_results(rng):
+    """Batches above THREAD_MINSIZE are split over threads (GIL released): the same bits."""
+    B, V = 8, (K.THREAD_MINSIZE // 8) * 2
+    x = rng.normal(0, 2, (B, V)).astype(np.float32)
+    seeds = np.arange(B, dtype=np.uint64)
+    calls = [lambda: fd.adaptive_temperature(x), lambda: fd.dynamic_temperature(x, 0.9, 0.5, 1.2),
+             lambda: fd.xtc(x, 1.0, 1e-5, seed=seeds, position=3)]
+    old = fd.get_num_threads()
+    try:
+        fd.set_num_threads(1)
+        one = [f() for f in calls]
+        fd.set_num_threads(4)
+        many = [f() for f in calls]
+    finally:
+        fd.set_num_threads(old)
+    for a, b in zip(one, many):
+        assert_bits_equal(a, b)
+    assert (np.isinf(many[2]).sum(axis=1) > 0).all()  # XTC acted on every row
