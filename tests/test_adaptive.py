@@ -116,6 +116,12 @@ def test_adaptive_temperature_low_entropy_and_edges():
     assert_bits_equal(res, ref.adaptive_temperature(big))
     with pytest.raises(ValueError, match="row 0 has no finite"):
         fd.adaptive_temperature(np.full(4, -np.inf, np.float32))
+    # found by the fuzz target (corpus regress-adaptive-f64-beyond-float32): float64 values beyond
+    # the float32 range all saturate in the float32 decisions, but the overflow test must see the
+    # largest double (1e308 * beta overflows); the one-hot is at the first float32 maximum
+    big64 = np.array([1e39, 1e308, 1e300, 1e200, 1e100])
+    res, beta = fd.adaptive_temperature(big64, return_beta=True)
+    assert float(beta) > 1 and res.tolist() == [1e39] + [-np.inf] * 4
 
 
 # ------------------------------------------------------------------------------------------------

@@ -30,9 +30,11 @@
  * the least likely of them; nothing happens when p <= 0, threshold > 0.5, fewer than two candidates
  * are finite, fewer than two tokens reach the threshold, or the removal would leave fewer than
  * min_keep candidates. Probabilities are w / Z with float32 weights and a double sum (the softmax
- * of the finite candidates; -inf tokens are already removed and never count). "Least likely" is
- * the smallest logit; on ties the lowest id is the one kept. One pass for the count and the
- * smallest qualifying logit, one for the write: no sort. The uniform is Philox keyed by
+ * of the finite candidates; -inf tokens are already removed and never count); p >= threshold is
+ * evaluated as w >= threshold * Z. "Least likely" is the smallest logit; on ties the lowest id is
+ * the one kept. After the exp-sum, the dispatched gather of isa.c lists the top choices (few: at
+ * most 1 / threshold) with their logits; the choice kept and the writes use that list; no sort.
+ * The uniform is Philox keyed by
  * (seed, position, FD_DRAW_XTC): fd_sample's pick uses draw 0 at the same (seed, position), and
  * FD_DRAW_XTC is a tag far from the small draw indices, so the coin and the pick are independent.
  *
@@ -76,10 +78,11 @@ static size_t row_bytes(int64_t n)
     return fdi_align64((size_t)(n > 0 ? n : 1) * sizeof(float));
 }
 
-/* two float rows: the loaded row and its weights */
+/* four rows of 4-byte entries: the converted row, its weights, XTC's list of top choices (ids and
+ * logits) */
 size_t fd_adaptive_workspace(int64_t n_cols)
 {
-    return 2 * row_bytes(n_cols);
+    return 4 * row_bytes(n_cols);
 }
 
 /* Element (r, c) widened exactly to double. */
@@ -120,6 +123,16 @@ static int same_view(const fd_rows *a, const fd_rows *b)
     return a->data == b->data && a->row_stride == b->row_stride && a->dtype == b->dtype;
 }
 
+static size_t esz(fd_dtype t)
+{
+    return t == FD_F64 ? 8 : t == FD_F32 ? 4 : 2;
+}
+
+static void *row_ptr(const fd_rows *x, int64_t r)
+{
+    return (char *)x->data + (size_t)(r * x->row_stride) * esz(x->dtype);
+}
+
 static fd_status check_pair(const fd_rows *in, const fd_rows *out)
 {
     if (!in || !out || !fdi_valid_rows(in) || !fdi_valid_rows(out) || in->n_rows != out->n_rows ||
@@ -129,30 +142,39 @@ static fd_status check_pair(const fd_rows *in, const fd_rows *out)
     return in->dtype == out->dtype ? FD_OK : FD_EINVAL;
 }
 
-/* Loads row r into x (float32), checking NaN / +inf; *m and *am: the maximum and its first index
- * (-inf and -1 for a row without a finite value). */
-static fd_status load(const fd_rows *in, int64_t r, float *x, float *m, int64_t *am,
-                      fd_errinfo *err)
+/* Row r as float32: *x is the row itself for float32 input (read in place: every writer below
+ * writes element c after its last read of element c, so out may alias in), else the row converted
+ * into buf; NaN / +inf are reported as fd_load_row does. *m and *am: the maximum and its first
+ * index (-inf and -1 for a row without a finite value). */
+static fd_status load(const fd_rows *in, int64_t r, float *buf, const float **x, float *m,
+                      int64_t *am, fd_errinfo *err)
 {
-    fd_status st = fd_load_row(in, r, x, err);
-    if (st != FD_OK) {
-        if (err) {
-            err->row = r;
+    fd_status st = FD_OK;
+    if (in->dtype == FD_F32) {
+        *x = row_ptr(in, r);
+        if (fdi_ops()->argmax(*x, in->n_cols, m, am)) {
+            st = fd_load_row(in, r, buf, err); /* the first offending element */
         }
-        return st;
     }
-    (void)fdi_argmax_check(x, in->n_cols, m, am);
-    return FD_OK;
+    else {
+        *x = buf;
+        if ((st = fd_load_row(in, r, buf, err)) == FD_OK) {
+            (void)fdi_argmax_check(buf, in->n_cols, m, am);
+        }
+    }
+    if (st != FD_OK && err) {
+        err->row = r;
+    }
+    return st;
 }
 
+/* Row r of in copied to out (same dtype), bit for bit. */
 static void copy_row(const fd_rows *in, const fd_rows *out, int64_t r)
 {
     if (same_view(in, out)) {
         return;
     }
-    for (int64_t c = 0; c < in->n_cols; c++) {
-        fd_copy_elem(in, out, r, c);
-    }
+    memmove(row_ptr(out, r), row_ptr(in, r), (size_t)in->n_cols * esz(in->dtype));
 }
 
 /* The one-hot of the first maximum am: its value copied, every other token -inf. */
@@ -176,23 +198,41 @@ static void scale_row(const fd_rows *in, const fd_rows *out, int64_t r, const fl
 {
     int64_t n = in->n_cols;
     if (in->dtype == FD_F64) {
+        const double *z = row_ptr(in, r);
+        double *o = row_ptr(out, r);
         for (int64_t c = 0; c < n; c++) {
-            double z = elem(in, r, c);
-            fd_store(out, r, c, z == -INFINITY ? z : mul ? z * s : z / s);
+            double v = mul ? z[c] * s : z[c] / s;
+            o[c] = fdi_dsel(z[c] == -INFINITY, z[c], v);
         }
         return;
     }
     float sf = (float)s;
+    if (in->dtype == FD_F32) {
+        float *o = row_ptr(out, r); /* element c written after its read: o may alias x */
+        for (int64_t c = 0; c < n; c++) {
+            float v = mul ? x[c] * sf : x[c] / sf;
+            o[c] = fdi_fsel(x[c] == -INFINITY, x[c], v);
+        }
+        return;
+    }
+    uint16_t *o = row_ptr(out, r);
+    int half = in->dtype == FD_F16;
     for (int64_t c = 0; c < n; c++) {
-        fd_store(out, r, c, x[c] == -INFINITY ? x[c] : mul ? x[c] * sf : x[c] / sf);
+        float v = x[c] == -INFINITY ? x[c] : mul ? x[c] * sf : x[c] / sf;
+        o[c] = half ? fd_float_to_half(v) : fd_float_to_bf16(v);
     }
 }
 
-/* The scaled maximum in the row's arithmetic. */
+/* The scaled maximum in the row's arithmetic (float64 rows: the largest double, which the
+ * float32 decisions may not single out: values beyond the float32 range saturate there). */
 static double scaled(const fd_rows *in, int64_t r, int64_t am, float m, double s, int mul)
 {
     if (in->dtype == FD_F64) {
+        const double *d = row_ptr(in, r);
         double z = elem(in, r, am);
+        for (int64_t c = 0; c < in->n_cols; c++) {
+            z = d[c] > z ? d[c] : z;
+        }
         return mul ? z * s : z / s;
     }
     float sf = (float)s;
@@ -227,15 +267,16 @@ fd_status fd_adaptive_temperature(const fd_rows *in, const fd_rows *out, double 
         return st;
     }
     int64_t n = in->n_cols;
-    float *x = ws;
+    float *buf = ws;
     float *e = (float *)((char *)ws + row_bytes(n));
+    const float *x;
     for (int64_t r = 0; r < in->n_rows; r++) {
         if (n == 0) {
             continue;
         }
         float m;
         int64_t am;
-        if ((st = load(in, r, x, &m, &am, err)) != FD_OK) {
+        if ((st = load(in, r, buf, &x, &m, &am, err)) != FD_OK) {
             return st;
         }
         if (am < 0) {
@@ -270,9 +311,9 @@ fd_status fd_dynamic_temperature(const fd_rows *in, const fd_rows *out, fd_param
         return st;
     }
     int64_t n = in->n_cols;
-    float *x = ws;
+    float *buf = ws;
     float *e = (float *)((char *)ws + row_bytes(n));
-    const fdi_isa_ops *ops = fdi_ops();
+    const float *x;
     for (int64_t r = 0; r < in->n_rows; r++) {
         double t = FD_PARAM_AT(temperature, r);
         double d = FD_PARAM_AT(delta, r);
@@ -287,12 +328,15 @@ fd_status fd_dynamic_temperature(const fd_rows *in, const fd_rows *out, fd_param
         }
         float m;
         int64_t am;
-        if ((st = load(in, r, x, &m, &am, err)) != FD_OK) {
+        if ((st = load(in, r, buf, &x, &m, &am, err)) != FD_OK) {
             return st;
         }
         double tt = t;
         if (d > 0) {
-            int64_t nf = ops->count_in(x, n, -FLT_MAX, FLT_MAX);
+            int64_t nf = 0;
+            for (int64_t c = 0; c < n; c++) {
+                nf += x[c] > -INFINITY;
+            }
             if (nf <= 1) {
                 if (temp_out) {
                     temp_out[r] = NAN; /* llama.cpp applies no temperature at all */
@@ -336,8 +380,11 @@ fd_status fd_xtc(const fd_rows *in, const fd_rows *out, fd_param probability, fd
         return FD_EINVAL;
     }
     int64_t n = in->n_cols;
-    float *x = ws;
+    float *buf = ws;
     float *e = (float *)((char *)ws + row_bytes(n));
+    int32_t *top = (int32_t *)((char *)ws + 2 * row_bytes(n));
+    float *tv = (float *)((char *)ws + 3 * row_bytes(n));
+    const float *x;
     const fdi_isa_ops *ops = fdi_ops();
     for (int64_t r = 0; r < in->n_rows; r++) {
         double p = FD_PARAM_AT(probability, r);
@@ -368,36 +415,50 @@ fd_status fd_xtc(const fd_rows *in, const fd_rows *out, fd_param probability, fd
         }
         float m;
         int64_t am;
-        if ((st = load(in, r, x, &m, &am, err)) != FD_OK) {
+        if ((st = load(in, r, buf, &x, &m, &am, err)) != FD_OK) {
             return st;
         }
-        int64_t nf = am < 0 ? 0 : ops->count_in(x, n, -FLT_MAX, FLT_MAX);
-        if (p <= 0 || th > 0.5 || nf < 2 || u > p) {
-            copy_row(in, out, r);
+        copy_row(in, out, r);
+        if (p <= 0 || th > 0.5 || u > p || am < 0) {
             continue;
         }
-        double z = ops->exp_sum(x, n, m, e);
-        int64_t above = 0, keep = -1;
-        float kv = INFINITY;
-        for (int64_t c = 0; c < n; c++) {
-            if (x[c] > -INFINITY && (double)e[c] / z >= th) {
-                above++;
-                if (x[c] < kv) { /* strict: the lowest id among equal smallest logits */
-                    kv = x[c];
-                    keep = c;
-                }
-            }
+        /* p = w / Z >= threshold, evaluated as w >= threshold * Z (no division per token) */
+        double tz = th * ops->exp_sum(x, n, m, e);
+        /* the same test on floats: w >= tz  <=>  w >= tf, tf the smallest float >= tz */
+        float tf = (float)tz;
+        if ((double)tf < tz) {
+            tf = nextafterf(tf, INFINITY);
         }
-        if (above < 2 || (double)(nf - (above - 1)) < mk) {
-            copy_row(in, out, r);
+        /* the top choices in id order, by the dispatched gather (isa.c): w >= tf; with tf == 0
+         * every finite token (x > -inf; a -inf token has w == 0 too) */
+        fdi_keep k = {e, tf, 0, 0, (int32_t)n, e, INFINITY};
+        if (tf == 0.0f) {
+            k.a = x;
+            k.t = -INFINITY;
+            k.hi = 0;
+        }
+        int64_t above = ops->gather_keep(&k, 0, x, NULL, 0, n, tv, top, NULL);
+        if (above < 2) {
             continue;
         }
-        for (int64_t c = 0; c < n; c++) {
-            if (c != keep && x[c] > -INFINITY && (double)e[c] / z >= th) {
-                fd_store(out, r, c, filter_value);
+        if (mk > 1) { /* (min_keep 1 always holds: the top choices are finite) */
+            int64_t nf = 0;
+            for (int64_t c = 0; c < n; c++) {
+                nf += x[c] > -INFINITY;
             }
-            else if (!same_view(in, out)) {
-                fd_copy_elem(in, out, r, c);
+            if ((double)(nf - (above - 1)) < mk) {
+                continue;
+            }
+        }
+        /* the least likely top choice: the smallest logit among them, the lowest id on ties */
+        int64_t kj = 0;
+        for (int64_t j = 1; j < above; j++) {
+            kj = tv[j] < tv[kj] ? j : kj;
+        }
+        int64_t keep = top[kj];
+        for (int64_t j = 0; j < above; j++) {
+            if (top[j] != keep) {
+                fd_store(out, r, top[j], filter_value);
             }
         }
     }
@@ -527,10 +588,11 @@ fd_status fd_dry(const fd_rows *x, const fd_ids *ids, fd_param multiplier, fd_pa
             }
         }
     }
-    if (x->n_rows == 0 || V == 0) {
+    if (x->n_rows == 0) {
         return FD_OK;
     }
-    size_t vb = fdi_align64((size_t)V * 4);
+    /* V == 0 still checks the histories (every id is out of range there), as penalty.c */
+    size_t vb = fdi_align64((size_t)(V > 0 ? V : 1) * 4);
     size_t bb = fdi_align64((size_t)(n_breakers > 0 ? n_breakers : 1) * 4);
     size_t tb = fdi_align64((size_t)(ids->n_cols > 0 ? ids->n_cols : 1) * 4);
     int32_t *head = ws;

@@ -270,7 +270,8 @@ fd_status fd_beam_step(const fd_rows *in, const float *beam_scores, int64_t grou
 /* The draw index of XTC's coin in fd_uniform(seed, position, draw); fd_sample's pick uses 0. */
 #define FD_DRAW_XTC UINT64_C(0x5854430000000000)
 
-/* Scratch for the three row kernels below: two float rows, 64-byte aligned (as fd_dry's). */
+/* Scratch for the three row kernels below: four rows of 4-byte entries, 64-byte aligned (as
+ * fd_dry's). */
 size_t fd_adaptive_workspace(int64_t n_cols);
 /* beta(H) of adaptive temperature: max(poly(H), 1) if H > 0.5 else 1. */
 double fd_adaptive_beta(double h);
@@ -291,7 +292,7 @@ fd_status fd_dynamic_temperature(const fd_rows *in, const fd_rows *out, fd_param
 /* llama.cpp XTC: probability in [0, 1], threshold in [0, 1], min_keep >= 1 (else FD_EINVAL).
  * u = rng->uniform[r] (in [0, 1), else FD_EINVAL) or fd_uniform(seed, position, FD_DRAW_XTC).
  * Unchanged unless probability > 0, threshold <= 0.5, at least 2 finite logits and u <= p. Then
- * with P = {finite tokens with w / Z >= threshold} (w = float32 exp(z - max), Z their double sum):
+ * with P = {finite tokens with w >= threshold * Z} (w = float32 exp(z - max), Z their double sum):
  * if |P| >= 2 and N - (|P| - 1) >= min_keep, every token of P but the one with the smallest logit
  * (lowest id among equal) becomes filter_value (not NaN or +inf). */
 fd_status fd_xtc(const fd_rows *in, const fd_rows *out, fd_param probability, fd_param threshold,
