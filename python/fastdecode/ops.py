@@ -941,8 +941,9 @@ def xtc(logits: Any, probability: Any, threshold: Any, *, seed: Any = None, posi
     probability``). Then, with ``p`` the softmax of the finite logits, the tokens with
     ``p >= threshold`` are found; if there are at least two, all of them except the least likely
     (the smallest logit; the lowest id among equal ones) are removed, unless that would leave
-    fewer than ``min_tokens_to_keep`` finite tokens. Probabilities use float32 weights
-    ``exp(z - max)`` and a float64 sum. No sort.
+    fewer than ``min_tokens_to_keep`` finite tokens. Probabilities are float32 weights
+    ``w = exp(z - max)`` over their float64 sum ``Z``; ``p >= threshold`` is evaluated as
+    ``w >= threshold * Z``. No sort.
     """
     lg = as_logits(logits, dtype=dtype)
     b = lg.batch

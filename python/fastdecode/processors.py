@@ -86,7 +86,8 @@ class Sampler:
     llama.cpp order dynamic temperature sees only the surviving candidates and XTC the
     probabilities at temperature 1, as in llama.cpp; in the HF order both see the tempered full
     row. :meth:`final_logits` returns exactly the distribution the pick draws from (pass the same
-    ``seed`` when XTC is active). beam_search ignores these three options.
+    ``seed`` when XTC is active). beam_search applies DRY (with the penalties) and refuses the other
+    three for beam sampling (HF's beam warpers do not include them).
     """
 
     __slots__ = ("_cfg", "_plan")
