@@ -1083,6 +1083,468 @@ k_uniform(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* spec_verify(target, draft, tokens, gamma, n_draft, greedy, seed, position, out_accepted,
+ *             out_next, n_threads): speculative verification of B = target rows / (gamma + 1)
+ * rows. target (B * (gamma + 1), V) and draft (B * gamma, V) or None: processed logits; tokens
+ * (B, gamma) int64 (C-contiguous rows); n_draft int64 (B,) or None; greedy uint8 (B,) or None;
+ * seed uint64 / position int64 per row (1 or B values). */
+typedef struct {
+    fd_rows target, draft;
+    int has_draft;
+    const int64_t *tokens;
+    int64_t gamma;
+    const int64_t *n_draft;
+    const uint8_t *greedy;
+    const uint64_t *seed;
+    int64_t seed_stride;
+    const int64_t *position;
+    int64_t position_stride;
+    int64_t *acc, *next;
+} spec_ctx;
+
+static fd_status
+spec_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const spec_ctx *c = p;
+    int64_t G = c->gamma;
+    fd_rows t = sub_rows(&c->target, r0 * (G + 1), r1 * (G + 1));
+    fd_rows d = sub_rows(&c->draft, r0 * G, r1 * G);
+    return fd_spec_verify(&t, c->has_draft ? &d : NULL, c->tokens ? c->tokens + r0 * G : NULL, G,
+                          G, c->n_draft ? c->n_draft + r0 : NULL,
+                          c->greedy ? c->greedy + r0 : NULL,
+                          c->seed ? c->seed + r0 * c->seed_stride : NULL, c->seed_stride,
+                          c->position ? c->position + r0 * c->position_stride : NULL,
+                          c->position_stride, c->acc + r0, c->next + r0, ws, e);
+}
+
+static PyObject *
+k_spec_verify(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    spec_ctx c;
+    memset(&c, 0, sizeof c);
+    long long gamma;
+    long nt;
+    if (check_nargs("spec_verify", nargs, 11) < 0 ||
+        rows_from(args[0], "target_logits", 0, &c.target) < 0 || llong_from(args[3], &gamma) < 0 ||
+        long_from(args[10], &nt) < 0) {
+        return NULL;
+    }
+    if (gamma < 0 || c.target.n_rows % (gamma + 1) != 0) {
+        PyErr_SetString(PyExc_ValueError, "target_logits must have B * (gamma + 1) rows");
+        return NULL;
+    }
+    c.gamma = gamma;
+    int64_t B = c.target.n_rows / (gamma + 1), V = c.target.n_cols;
+    if (args[1] != Py_None) {
+        if (rows_from(args[1], "draft_logits", 0, &c.draft) < 0) {
+            return NULL;
+        }
+        if (c.draft.n_rows != B * gamma || c.draft.n_cols != V) {
+            PyErr_SetString(PyExc_ValueError,
+                            "draft_logits must have B * gamma rows of the target's vocabulary");
+            return NULL;
+        }
+        c.has_draft = 1;
+    }
+    else {
+        c.draft = c.target; /* unused */
+        c.draft.n_rows = 0;
+    }
+    PyArrayObject *tk = as_array(args[2], "draft_tokens");
+    if (tk == NULL) {
+        return NULL;
+    }
+    if (PyArray_TYPE(tk) != NPY_INT64 || PyArray_NDIM(tk) != 2 || !PyArray_IS_C_CONTIGUOUS(tk) ||
+        PyArray_DIM(tk, 0) != B || PyArray_DIM(tk, 1) != gamma) {
+        PyErr_SetString(PyExc_ValueError, "draft_tokens must be a C-contiguous (B, gamma) int64 array");
+        return NULL;
+    }
+    c.tokens = B * gamma > 0 ? PyArray_DATA(tk) : NULL;
+    if (args[4] != Py_None &&
+        (c.n_draft = vec_from(args[4], "num_drafts", NPY_INT64, B, NULL, 0)) == NULL) {
+        return NULL;
+    }
+    if (args[5] != Py_None) {
+        PyArrayObject *g = as_array(args[5], "greedy");
+        if (g == NULL) {
+            return NULL;
+        }
+        if (PyArray_TYPE(g) != NPY_UINT8 || PyArray_NDIM(g) != 1 || PyArray_DIM(g, 0) != B ||
+            !PyArray_IS_C_CONTIGUOUS(g)) {
+            PyErr_SetString(PyExc_TypeError, "greedy must be a contiguous (B,) uint8 array");
+            return NULL;
+        }
+        c.greedy = PyArray_DATA(g);
+    }
+    if (args[6] != Py_None &&
+        (c.seed = per_row_from(args[6], "seed", NPY_UINT64, B, &c.seed_stride)) == NULL) {
+        return NULL;
+    }
+    if (args[7] != Py_None &&
+        (c.position = per_row_from(args[7], "position", NPY_INT64, B, &c.position_stride)) == NULL) {
+        return NULL;
+    }
+    if ((c.acc = (int64_t *)vec_from(args[8], "out_accepted", NPY_INT64, B, NULL, 1)) == NULL ||
+        (c.next = (int64_t *)vec_from(args[9], "out_next", NPY_INT64, B, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    /* threads split the B rows (each reads up to gamma + 1 target rows) */
+    PyObject *r = run_rows_min(spec_rows, &c, B, (gamma + 1) * V, fd_spec_verify_workspace(V), nt,
+                               "spec_verify", FD_THREAD_MINSIZE);
+    if (r != NULL || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return r;
+    }
+    /* An error: run again on one thread (errors are deterministic, the first failing row fails
+     * first) to name the array, row and draft position at fault. */
+    PyErr_Clear();
+    void *raw = NULL;
+    void *ws = ws_alloc(fd_spec_verify_workspace(V), &raw);
+    if (ws == NULL) {
+        return NULL;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = spec_rows(&c, 0, B, ws, &e);
+    PyMem_RawFree(raw);
+    long long b = e.row, i = e.index;
+    const char *arr = i > gamma ? "draft_logits" : "target_logits";
+    long long pos = i > gamma ? i - gamma - 1 : i;
+    switch (st) {
+    case FD_OK:
+        Py_RETURN_NONE; /* not reached */
+    case FD_ENAN:
+    case FD_EPOSINF:
+        PyErr_Format(PyExc_ValueError, "%s[%lld, %lld] contains %s", arr, b, pos,
+                     st == FD_ENAN ? "NaN" : "+inf");
+        break;
+    case FD_ENOFINITE:
+        PyErr_Format(PyExc_ValueError, "%s[%lld, %lld] has no finite value to choose a token from",
+                     arr, b, pos);
+        break;
+    case FD_ERANGE:
+        PyErr_Format(PyExc_ValueError,
+                     "draft_tokens[%lld, %lld] is outside [0, vocabulary size %lld)", b, i,
+                     (long long)V);
+        break;
+    case FD_EINVAL:
+        if (i > gamma) {
+            PyErr_Format(PyExc_ValueError,
+                         "draft_tokens[%lld, %lld] has probability 0 under draft_logits[%lld, %lld]: "
+                         "a drafted token must be drawn from the draft's distribution",
+                         b, pos, b, pos);
+        }
+        else if (c.greedy == NULL || !c.greedy[b]) {
+            PyErr_Format(PyExc_ValueError,
+                         "num_drafts[%lld] must be in [0, gamma = %lld] (or seed/position missing)",
+                         b, gamma);
+        }
+        else {
+            PyErr_Format(PyExc_ValueError, "num_drafts[%lld] must be in [0, gamma = %lld]", b, gamma);
+        }
+        break;
+    default:
+        PyErr_Format(PyExc_ValueError, "spec_verify(): inconsistent sizes (row %lld)", b);
+        break;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* stateful samplers: mirostat and entropix (csrc/core/mirostat.c, entropix.c)                 */
+
+typedef struct {
+    fd_rows x;
+    fd_mirostat_params mp;
+    fd_rng_args rng;
+    double *mu;
+    int64_t *tokens, *kept;
+    double *logprob;
+} mirostat_ctx;
+
+static fd_status
+mirostat_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const mirostat_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1);
+    fd_mirostat_params mp = c->mp;
+    mp.tau = sub_param(mp.tau, r0);
+    mp.eta = sub_param(mp.eta, r0);
+    mp.temperature = sub_param(mp.temperature, r0);
+    fd_rng_args rng = c->rng;
+    rng.seed += r0 * rng.seed_stride;
+    rng.position += r0 * rng.position_stride;
+    if (rng.uniform) {
+        rng.uniform += r0 * rng.uniform_stride;
+    }
+    return fd_mirostat(&x, &mp, &rng, c->mu + r0, c->tokens + r0,
+                       c->logprob ? c->logprob + r0 : NULL, c->kept ? c->kept + r0 : NULL, ws, e);
+}
+
+/* mirostat(x, tau, eta, temperature, version, m, seeds uint64, positions int64, uniforms float64
+ *          or None, mu float64 (B,) in/out, tokens_out int64, logprob_out float64 or None,
+ *          kept_out int64 or None, n_threads) */
+static PyObject *
+k_mirostat(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    mirostat_ctx c = {.logprob = NULL, .kept = NULL};
+    long version, nt;
+    long long mm;
+    if (check_nargs("mirostat", nargs, 14) < 0 || rows_from(args[0], "logits", 0, &c.x) < 0) {
+        return NULL;
+    }
+    int64_t B = c.x.n_rows;
+    if (param_from(args[1], "tau", B, &c.mp.tau) < 0 ||
+        param_from(args[2], "eta", B, &c.mp.eta) < 0 ||
+        param_from(args[3], "temperature", B, &c.mp.temperature) < 0 ||
+        long_from(args[4], &version) < 0 || llong_from(args[5], &mm) < 0 ||
+        long_from(args[13], &nt) < 0) {
+        return NULL;
+    }
+    if (version != 1 && version != 2) {
+        PyErr_Format(PyExc_ValueError, "version must be 1 or 2, got %ld", version);
+        return NULL;
+    }
+    if (mm < 1) {
+        PyErr_Format(PyExc_ValueError, "m must be >= 1, got %lld", mm);
+        return NULL;
+    }
+    c.mp.version = (int)version;
+    c.mp.m = mm;
+    c.rng.uniform = NULL;
+    c.rng.uniform_stride = 0;
+    if ((c.rng.seed = per_row_from(args[6], "seed", NPY_UINT64, B, &c.rng.seed_stride)) == NULL ||
+        (c.rng.position = per_row_from(args[7], "position", NPY_INT64, B,
+                                       &c.rng.position_stride)) == NULL) {
+        return NULL;
+    }
+    if (args[8] != Py_None && (c.rng.uniform = per_row_from(args[8], "uniforms", NPY_FLOAT64, B,
+                                                            &c.rng.uniform_stride)) == NULL) {
+        return NULL;
+    }
+    if ((c.mu = (double *)vec_from(args[9], "mu", NPY_FLOAT64, B, NULL, 1)) == NULL ||
+        (c.tokens = (int64_t *)vec_from(args[10], "out", NPY_INT64, B, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    if (args[11] != Py_None &&
+        (c.logprob = (double *)vec_from(args[11], "logprobs", NPY_FLOAT64, B, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    if (args[12] != Py_None &&
+        (c.kept = (int64_t *)vec_from(args[12], "kept", NPY_INT64, B, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    return run_rows(mirostat_rows, &c, B, c.x.n_cols, fd_mirostat_workspace(c.x.n_cols), nt,
+                    "mirostat");
+}
+
+typedef struct {
+    fd_rows x;
+    fd_entropix_params ep;
+    const int64_t *last;
+    fd_rng_args rng;
+    int64_t *tokens, *branch;
+    double *h, *v, *logprob;
+} entropix_ctx;
+
+static fd_status
+entropix_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const entropix_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1);
+    fd_rng_args rng = c->rng;
+    rng.seed += r0 * rng.seed_stride;
+    rng.position += r0 * rng.position_stride;
+    return fd_entropix(&x, &c->ep, c->last ? c->last + r0 : NULL, &rng, c->tokens + r0,
+                       c->branch + r0, c->h ? c->h + r0 : NULL, c->v ? c->v + r0 : NULL,
+                       c->logprob ? c->logprob + r0 : NULL, ws, e);
+}
+
+/* entropix(x, params float64 (FD_ENTROPIX_NPARAMS,), last_token int64 (B,) or None, seeds uint64,
+ *          positions int64, tokens_out int64, branch_out int64, entropy_out float64 or None,
+ *          varentropy_out float64 or None, logprob_out float64 or None, n_threads) */
+static PyObject *
+k_entropix(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    entropix_ctx c = {.last = NULL, .h = NULL, .v = NULL, .logprob = NULL};
+    long nt;
+    const double *pv;
+    if (check_nargs("entropix", nargs, 11) < 0 || rows_from(args[0], "logits", 0, &c.x) < 0 ||
+        (pv = vec_from(args[1], "params", NPY_FLOAT64, FD_ENTROPIX_NPARAMS, NULL, 0)) == NULL ||
+        long_from(args[10], &nt) < 0) {
+        return NULL;
+    }
+    int64_t B = c.x.n_rows;
+    memcpy(&c.ep, pv, sizeof c.ep);
+    if (args[2] != Py_None &&
+        (c.last = vec_from(args[2], "last_token", NPY_INT64, B, NULL, 0)) == NULL) {
+        return NULL;
+    }
+    c.rng.uniform = NULL;
+    c.rng.uniform_stride = 0;
+    if ((c.rng.seed = per_row_from(args[3], "seed", NPY_UINT64, B, &c.rng.seed_stride)) == NULL ||
+        (c.rng.position = per_row_from(args[4], "position", NPY_INT64, B,
+                                       &c.rng.position_stride)) == NULL ||
+        (c.tokens = (int64_t *)vec_from(args[5], "out", NPY_INT64, B, NULL, 1)) == NULL ||
+        (c.branch = (int64_t *)vec_from(args[6], "branch", NPY_INT64, B, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    if ((args[7] != Py_None &&
+         (c.h = (double *)vec_from(args[7], "entropy", NPY_FLOAT64, B, NULL, 1)) == NULL) ||
+        (args[8] != Py_None &&
+         (c.v = (double *)vec_from(args[8], "varentropy", NPY_FLOAT64, B, NULL, 1)) == NULL) ||
+        (args[9] != Py_None &&
+         (c.logprob = (double *)vec_from(args[9], "logprobs", NPY_FLOAT64, B, NULL, 1)) == NULL)) {
+        return NULL;
+    }
+    return run_rows(entropix_rows, &c, B, c.x.n_cols, fd_entropix_workspace(c.x.n_cols), nt,
+                    "entropix");
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* contrastive decoding and classifier-free guidance                                          */
+
+/* contrastive(expert, amateur, out, alpha, amateur_temperature, beta, use_beta, filter_value,
+ * n_threads) and guidance(cond, uncond, out, guidance_scale, normalize, n_threads) */
+typedef struct {
+    int guidance;
+    fd_rows a, b, out;
+    fd_param p1, p2, p3;
+    int flag;
+    double fv;
+} pair_ctx;
+
+static fd_status
+pair_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const pair_ctx *c = p;
+    fd_rows a = sub_rows(&c->a, r0, r1), b = sub_rows(&c->b, r0, r1);
+    fd_rows out = sub_rows(&c->out, r0, r1);
+    if (c->guidance) {
+        return fd_guidance(&a, &b, &out, sub_param(c->p1, r0), c->flag, ws, e);
+    }
+    return fd_contrastive(&a, &b, &out, sub_param(c->p1, r0), sub_param(c->p2, r0),
+                          sub_param(c->p3, r0), c->flag, c->fv, ws, e);
+}
+
+/* The kernels report which input is at fault through the column (>= n_cols: the second input);
+ * run_rows words errors for a single `logits` argument, so on failure the batch is re-run here,
+ * in this thread, to recover the lowest failing row's details and name the argument. */
+static PyObject *
+pair_run(pair_ctx *c, long nt, const char *fname, const char *an, const char *bn)
+{
+    int64_t n = c->a.n_cols;
+    size_t wsz = c->guidance ? fd_guidance_workspace(n) : fd_contrastive_workspace(n);
+    PyObject *r = run_rows(pair_rows, c, c->a.n_rows, n, wsz, nt, fname);
+    if (r != NULL || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+        return r;
+    }
+    PyErr_Clear();
+    void *raw = NULL;
+    void *ws = ws_alloc(wsz, &raw);
+    if (ws == NULL) {
+        return NULL;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = pair_rows(c, 0, c->a.n_rows, ws, &e);
+    PyMem_RawFree(raw);
+    const char *arg = e.index >= n ? bn : an;
+    long long col = e.index >= n ? (long long)(e.index - n) : (long long)e.index;
+    switch (st) {
+    case FD_OK: /* cannot happen: the same rows failed a moment ago */
+        PyErr_Format(PyExc_RuntimeError, "%s(): inconsistent failure", fname);
+        break;
+    case FD_ENAN:
+        PyErr_Format(PyExc_ValueError, "%s row %lld contains NaN (column %lld)", arg,
+                     (long long)e.row, col);
+        break;
+    case FD_EPOSINF:
+        PyErr_Format(PyExc_ValueError, "%s row %lld contains +inf (column %lld)", arg,
+                     (long long)e.row, col);
+        break;
+    case FD_ENOFINITE:
+        PyErr_Format(PyExc_ValueError, "%s row %lld has no finite value", arg, (long long)e.row);
+        break;
+    case FD_EINVAL:
+        if (e.index < 0) {
+            PyErr_Format(PyExc_ValueError,
+                         c->guidance ? "%s(): guidance_scale is not finite in row %lld"
+                                     : "%s(): alpha, amateur_temperature or beta outside its "
+                                       "domain, or a score that overflows, in row %lld",
+                         fname, (long long)e.row);
+        }
+        else if (c->guidance) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s(): the guided score overflows in row %lld, column %lld "
+                         "(guidance_scale too large)",
+                         fname, (long long)e.row, col);
+        }
+        else {
+            PyErr_Format(PyExc_ValueError,
+                         "%s row %lld, column %lld is -inf inside the expert's plausibility head: "
+                         "the contrastive score would be +inf",
+                         bn, (long long)e.row, col);
+        }
+        break;
+    default:
+        raise_status(st, &e, fname, "ids");
+        break;
+    }
+    return NULL;
+}
+
+static int
+pair_args(PyObject *const *args, const char *an, const char *bn, pair_ctx *c)
+{
+    if (rows_from(args[0], an, 0, &c->a) < 0 || rows_from(args[1], bn, 0, &c->b) < 0 ||
+        rows_from(args[2], "out", 1, &c->out) < 0) {
+        return -1;
+    }
+    if (c->a.n_rows != c->b.n_rows || c->a.n_cols != c->b.n_cols) {
+        PyErr_Format(PyExc_ValueError, "%s must have the shape of %s", bn, an);
+        return -1;
+    }
+    if (same_shape(&c->a, &c->out, "out") < 0) {
+        return -1;
+    }
+    if (c->out.dtype != FD_F32 && c->out.dtype != FD_F64) {
+        PyErr_SetString(PyExc_TypeError, "out must be float32 or float64");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+k_contrastive(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    pair_ctx c;
+    long nt;
+    memset(&c, 0, sizeof c);
+    if (check_nargs("contrastive", nargs, 9) < 0 ||
+        pair_args(args, "expert_logits", "amateur_logits", &c) < 0 ||
+        param_from(args[3], "alpha", c.a.n_rows, &c.p1) < 0 ||
+        param_from(args[4], "amateur_temperature", c.a.n_rows, &c.p2) < 0 ||
+        param_from(args[5], "beta", c.a.n_rows, &c.p3) < 0 || bool_from(args[6], &c.flag) < 0 ||
+        double_from(args[7], &c.fv) < 0 || long_from(args[8], &nt) < 0) {
+        return NULL;
+    }
+    return pair_run(&c, nt, "contrastive_logits", "expert_logits", "amateur_logits");
+}
+
+static PyObject *
+k_guidance(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    pair_ctx c;
+    long nt;
+    memset(&c, 0, sizeof c);
+    c.guidance = 1;
+    if (check_nargs("guidance", nargs, 6) < 0 ||
+        pair_args(args, "cond_logits", "uncond_logits", &c) < 0 ||
+        param_from(args[3], "guidance_scale", c.a.n_rows, &c.p1) < 0 ||
+        bool_from(args[4], &c.flag) < 0 || long_from(args[5], &nt) < 0) {
+        return NULL;
+    }
+    return pair_run(&c, nt, "guidance_logits", "cond_logits", "uncond_logits");
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* adaptive samplers (core/adaptive.c)                                                          */
 
@@ -1284,6 +1746,11 @@ static PyMethodDef kernels_methods[] = {
     {"bad_words", (PyCFunction)(void (*)(void))k_bad_words, METH_FASTCALL, NULL},
     {"beam_step", (PyCFunction)(void (*)(void))k_beam_step, METH_FASTCALL, NULL},
     {"uniform", (PyCFunction)(void (*)(void))k_uniform, METH_FASTCALL, NULL},
+    {"contrastive", (PyCFunction)(void (*)(void))k_contrastive, METH_FASTCALL, NULL},
+    {"guidance", (PyCFunction)(void (*)(void))k_guidance, METH_FASTCALL, NULL},
+    {"spec_verify", (PyCFunction)(void (*)(void))k_spec_verify, METH_FASTCALL, NULL},
+    {"mirostat", (PyCFunction)(void (*)(void))k_mirostat, METH_FASTCALL, NULL},
+    {"entropix", (PyCFunction)(void (*)(void))k_entropix, METH_FASTCALL, NULL},
     {"adaptive_temperature", (PyCFunction)(void (*)(void))k_adaptive_temperature, METH_FASTCALL,
      NULL},
     {"dynamic_temperature", (PyCFunction)(void (*)(void))k_dynamic_temperature, METH_FASTCALL,

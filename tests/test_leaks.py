@@ -349,6 +349,141 @@ DIRECT = [
     ("beam_nan", "beam_step", (X4NAN, SCORES, 2, 2, True, 1), ValueError),
 ]
 
+# stateful samplers (fastdecode.adaptive): mirostat and entropix
+MU = np.array([6.0, 8.0])  # updated in place by every call, as a decoding loop would
+LAST = np.array([3, 5], np.int64)
+_MU_RO = np.array([6.0, 8.0])
+_MU_RO.flags.writeable = False
+_EPX = np.array([0.666, 27, 0.9, 0.0, 0.1, 0.1, 3.0, 5.0, 5.0, 5.0, 5.0, 1.3, 1.5, 1.2, 1.5, 1.5,
+                 5, 2.0, 2.0, 0.0, 0.5, 0.3, 0.03, 0.5, 5, 3])
+_EPX_BAD = _EPX.copy()
+_EPX_BAD[2] = 2.0  # top_p
+_LAST_F = np.array([3.0, 5.0])
+_BR = np.empty(B, np.int64)
+_MU_W = np.array([6.0, 8.0])
+_KEPT = np.empty(B, np.int64)
+_WATCH.update({n: o for n, o in list(globals().items()) if isinstance(o, np.ndarray)})
+
+
+def _mirostat_args(**kw):
+    a = dict(x=X, tau=np.array([3.0]), eta=np.array([0.1]), t=_T1, version=2, m=100, seeds=SEEDS,
+             pos=POS, u=None, mu=_MU_W, tok=_TOK, lp=_LP, kept=None, nt=1)
+    a.update(kw)
+    return tuple(a.values())
+
+
+def _entropix_args(**kw):
+    a = dict(x=X, params=_EPX, last=LAST, seeds=SEEDS, pos=POS, tok=_TOK, br=_BR, h=_H, v=None,
+             lp=_LP, nt=1)
+    a.update(kw)
+    return tuple(a.values())
+
+
+API += [
+    ("mirostat_v2", lambda: fd.mirostat(X, MU, tau=3.0, seed=SEEDS, position=POS), None),
+    ("mirostat_v1_details", lambda: fd.mirostat(X64, 5.0, version=1, uniforms=U,
+                                                return_logprobs=True, return_kept=True), None),
+    ("mirostat_bf16", lambda: fd.mirostat(XBF, None, dtype="bfloat16", seed=1), None),
+    ("entropix", lambda: fd.entropix(X, seed=SEEDS, position=POS, return_logprobs=True), None),
+    ("entropix_clarify", lambda: fd.entropix(X16, seed=1, clarify_token=3, last_token=LAST), None),
+    ("mirostat_nan", lambda: fd.mirostat(XNAN, [6.0, 8.0], seed=1), ValueError),
+    ("mirostat_tau", lambda: fd.mirostat(X, 5.0, tau=0.0), ValueError),
+    ("mirostat_mu_shape", lambda: fd.mirostat(X, np.zeros(3)), ValueError),
+    ("entropix_neg_row", lambda: fd.entropix(XNEG, seed=1), ValueError),
+    ("entropix_top_p", lambda: fd.entropix(X, top_p=2.0), ValueError),
+]
+
+DIRECT += [
+    ("mirostat_ok", "mirostat", _mirostat_args(kept=_KEPT), None),
+    ("mirostat_nargs", "mirostat", _mirostat_args()[:-1], TypeError),
+    ("mirostat_version", "mirostat", _mirostat_args(version=3), ValueError),
+    ("mirostat_m", "mirostat", _mirostat_args(m=0), ValueError),
+    ("mirostat_mu_readonly", "mirostat", _mirostat_args(mu=_MU_RO), ValueError),
+    ("mirostat_mu_dtype", "mirostat", _mirostat_args(mu=_TOK), TypeError),
+    ("mirostat_tau_domain", "mirostat", _mirostat_args(tau=_Z), ValueError),
+    ("mirostat_uniform_range", "mirostat", _mirostat_args(u=U_BAD), ValueError),
+    ("entropix_ok", "entropix", _entropix_args(), None),
+    ("entropix_nargs", "entropix", _entropix_args()[:-1], TypeError),
+    ("entropix_params_len", "entropix", _entropix_args(params=_EPX[:-1]), ValueError),
+    ("entropix_params_domain", "entropix", _entropix_args(params=_EPX_BAD), ValueError),
+    ("entropix_last_dtype", "entropix", _entropix_args(last=_LAST_F), TypeError),
+    ("entropix_nan", "entropix", _entropix_args(x=XNAN), ValueError),
+]
+
+# speculative decoding: verification of drafts (fastdecode.speculative_verify)
+_SPT = np.random.default_rng(5).standard_normal((B, 3, V)).astype(np.float32)
+_SPQ = np.ascontiguousarray(_SPT[:, :2] + 0.5)
+_SPD = np.ascontiguousarray(np.argmax(_SPT[:, :2], axis=2).astype(np.int64))
+_SPT2 = _SPT.reshape(B * 3, V)
+_SPQ2 = _SPQ.reshape(B * 2, V)
+_SPTNAN = _SPT.copy()
+_SPTNAN[1, 0, 3] = np.nan
+_SPN = np.array([2, 1], np.int64)[:B] if B <= 2 else np.full(B, 1, np.int64)
+_SPG = np.ones(B, np.uint8)
+_SPACC = np.empty(B, np.int64)
+_SPNXT = np.empty(B, np.int64)
+_WATCH.update({n: o for n, o in list(globals().items()) if isinstance(o, np.ndarray)})
+
+API += [
+    ("spec_verify", lambda: fd.speculative_verify(_SPT, _SPD, _SPQ, seed=SEEDS, position=POS), None),
+    ("spec_verify_greedy", lambda: fd.speculative_verify(_SPT, _SPD, num_drafts=1, greedy=True), None),
+    ("spec_verify_nan", lambda: fd.speculative_verify(_SPTNAN, _SPD, seed=1), ValueError),
+    ("spec_verify_token", lambda: fd.speculative_verify(_SPT, _SPD + V, greedy=True), ValueError),
+    ("spec_verify_shape", lambda: fd.speculative_verify(_SPT, _SPD[:, :1], greedy=True), ValueError),
+]
+
+DIRECT += [
+    ("spec_verify_ok", "spec_verify", (_SPT2, _SPQ2, _SPD, 2, _SPN, None, SEEDS, POS, _SPACC, _SPNXT, 1), None),
+    ("spec_verify_greedy_ok", "spec_verify", (_SPT2, None, _SPD, 2, None, _SPG, None, None, _SPACC, _SPNXT, 1), None),
+    ("spec_verify_nargs", "spec_verify", (_SPT2, None, _SPD, 2, None, _SPG, None, None, _SPACC, _SPNXT), TypeError),
+    ("spec_verify_rows", "spec_verify", (_SPT2[:5], None, _SPD, 2, None, _SPG, None, None, _SPACC, _SPNXT, 1), ValueError),
+    ("spec_verify_draft_rows", "spec_verify", (_SPT2, _SPT2, _SPD, 2, None, None, SEEDS, POS, _SPACC, _SPNXT, 1), ValueError),
+    ("spec_verify_greedy_dtype", "spec_verify", (_SPT2, None, _SPD, 2, None, _SPN, None, None, _SPACC, _SPNXT, 1), TypeError),
+    ("spec_verify_no_seed", "spec_verify", (_SPT2, None, _SPD, 2, None, None, None, None, _SPACC, _SPNXT, 1), ValueError),
+    ("spec_verify_n_range", "spec_verify", (_SPT2, None, _SPD, 2, _SPN + 5, _SPG, None, None, _SPACC, _SPNXT, 1), ValueError),
+]
+
+# contrastive decoding and classifier-free guidance (public API and direct binding cases)
+XA = _rng.normal(size=(B, V)).astype(np.float32)
+XA_NINF = XA.copy()
+XA_NINF[:, :] = -np.inf
+XA_HEAD_NINF = XA.copy()
+XA_HEAD_NINF[0, int(np.argmax(X[0]))] = -np.inf
+_ALPHA_ROWS = np.array([0.1, 0.5])
+_G_ROWS = np.array([1.5, 3.0])
+_OUT_F16 = np.empty_like(X16)
+_WATCH.update({n: o for n, o in list(globals().items()) if isinstance(o, np.ndarray)})
+API += [
+    ("contrastive_logits", lambda: fd.contrastive_logits(X, XA, alpha=_ALPHA_ROWS, out=OUT), None),
+    ("contrastive_logits_beta_f64", lambda: fd.contrastive_logits(X64, X64, beta=0.5), None),
+    ("contrastive_logits_in_place", lambda: fd.contrastive_logits(OUT, XA, out=OUT), None),
+    ("guidance_logits", lambda: fd.guidance_logits(X, XA, _G_ROWS), None),
+    ("guidance_logits_raw_f16", lambda: fd.guidance_logits(X16, X16, 2.0, normalize=False), None),
+    ("contrastive_nan", lambda: fd.contrastive_logits(X, XNAN), ValueError),
+    ("contrastive_amateur_ninf_row", lambda: fd.contrastive_logits(X, XA_NINF), ValueError),
+    ("contrastive_head_ninf", lambda: fd.contrastive_logits(X, XA_HEAD_NINF), ValueError),
+    ("contrastive_alpha", lambda: fd.contrastive_logits(X, XA, alpha=1.5), ValueError),
+    ("contrastive_vocab", lambda: fd.contrastive_logits(X, X4[:2, :V - 1]), ValueError),
+    ("guidance_posinf", lambda: fd.guidance_logits(XPINF, XA, 2.0), ValueError),
+    ("guidance_scale_inf", lambda: fd.guidance_logits(X, XA, float("inf")), ValueError),
+]
+_PARAM1 = np.array([0.1])
+_PARAM_BAD = np.array([2.0])
+DIRECT += [
+    ("contrastive", "contrastive", (X, XA, OUT, _PARAM1, _T1, _Z, False, _NI, 1), None),
+    ("contrastive_nargs", "contrastive", (X, XA, OUT), TypeError),
+    ("contrastive_out_f16", "contrastive", (X, XA, _OUT_F16, _PARAM1, _T1, _Z, False, _NI, 1), TypeError),
+    ("contrastive_shape", "contrastive", (X, X4, OUT, _PARAM1, _T1, _Z, False, _NI, 1), ValueError),
+    ("contrastive_alpha", "contrastive", (X, XA, OUT, _PARAM_BAD, _T1, _Z, False, _NI, 1), ValueError),
+    ("contrastive_flag_raises", "contrastive", (X, XA, OUT, _PARAM1, _T1, _Z, BADBOOL, _NI, 1),
+     RuntimeError),
+    ("contrastive_nan", "contrastive", (X, XNAN, OUT, _PARAM1, _T1, _Z, True, _NI, 1), ValueError),
+    ("guidance", "guidance", (X, XA, OUT, _T1, True, 1), None),
+    ("guidance_nargs", "guidance", (X, XA, OUT, _T1), TypeError),
+    ("guidance_readonly", "guidance", (X, XA, OUT_RO, _T1, True, 1), ValueError),
+    ("guidance_neg_row", "guidance", (XNEG, XA, OUT, _T1, True, 1), ValueError),
+]
+
 # adaptive samplers (csrc/core/adaptive.c): public cases, returning and raising, and direct ones
 API += [
     ("adaptive_temperature", lambda: fd.adaptive_temperature(X, out=OUT, return_beta=True), None),

@@ -1305,6 +1305,60 @@ def test_beam_search(args):
 
 
 # ------------------------------------------------------------------------------------------------
+# stateful samplers: mirostat (fastdecode.adaptive)
+
+
+@examples(300)
+@given(st.data())
+def test_mirostat(data):
+    """Any logits case (dtypes, layouts, specials, all -inf rows, B = 0, 1-D) and valid per-row
+    tau / eta / temperature / mu: fastdecode raised <=> the twin raised (NaN / +inf / no finite
+    logit), the input is unchanged, and tokens, mu, logprobs and survivor counts equal the twin's
+    bit for bit with explicit uniforms -- except v2 rows with a token within 1e-5 of the
+    threshold (the core's float32 exp-sum), whose token must still have a finite logit."""
+    case = data.draw(logits_cases())
+    B = case.B
+    version = data.draw(st.sampled_from([1, 2]))
+    m = data.draw(st.sampled_from([1, 2, 7, 100]))
+    def param(vals):
+        if data.draw(st.sampled_from(["scalar", "rows"])) == "scalar" or B == 0:
+            return data.draw(st.sampled_from(vals))
+        return np.array([data.draw(st.sampled_from(vals)) for _ in range(B)])
+    tau, eta = param([0.25, 1.0, 3.0, 8.0]), param([0.0, 0.1, 1.0])
+    temp = param([0.0, 0.5, 1.0, 2.0, 1e30])
+    mu = param([-2.0, 0.0, 1.5, 6.0, 20.0, 300.0])
+    u = param([0.0, 0.3, 0.5, 0.999999, 1 - 2**-53])
+    sat = saturated(case.vals)
+    tp = twin_params(sat, dict(temperature=temp))["temperature"]
+    mu_in = mu.copy() if isinstance(mu, np.ndarray) else mu  # a float64 (B,) mu is updated
+    got, gerr = outcome(lambda: fd.mirostat(case.x, mu_in, tau=tau, eta=eta, temperature=temp,
+                                            version=version, m=m, uniforms=u,
+                                            return_logprobs=True, return_kept=True, **case.kw))
+    exp, rerr = outcome(lambda: ref.mirostat(sat, mu, tau=tau, eta=eta, temperature=tp,
+                                             version=version, m=m, uniform=u,
+                                             return_details=True))
+    assert case.unchanged(), "mirostat modified its input"
+    if B == 0:
+        assert gerr is None and np.asarray(got[0]).shape == (0,)
+        return
+    assert (gerr is None) == (rerr is None), (gerr, rerr)
+    if gerr is not None:
+        assert isinstance(gerr, ValueError) and "logits" in str(gerr), gerr
+        return
+    tk, mk, lk, kk = (np.atleast_1d(np.asarray(a)) for a in got)
+    tr, mr, lr, kr, margin = (np.atleast_1d(np.asarray(a)) for a in exp)
+    ok = np.atleast_1d(margin) >= 1e-5
+    event(f"mirostat v{version}: {int((~ok).sum())} borderline rows")
+    np.testing.assert_array_equal(tk[ok], tr[ok])
+    np.testing.assert_array_equal(mk[ok], mr[ok])
+    np.testing.assert_array_equal(lk[ok], lr[ok])
+    np.testing.assert_array_equal(kk[ok], kr[ok])
+    v2 = np.atleast_2d(sat)
+    for r in np.flatnonzero(~ok):
+        assert np.isfinite(v2[r, tk[r]]) and kk[r] >= 1
+
+
+# ------------------------------------------------------------------------------------------------
 # adaptive samplers (csrc/core/adaptive.c): DRY and XTC against their twins on the same cases
 
 

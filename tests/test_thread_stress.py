@@ -128,6 +128,14 @@ KERNELS = {
     "sample_nan_raises": lambda s: fd.sample(s.xnan, seed=1),
     "softmax_nan_raises": lambda s: fd.softmax(s.xnan),
 }
+# stateful samplers (fastdecode.adaptive): per-row mu arrays are fresh per call
+KERNELS.update({
+    "mirostat_v2": lambda s: fd.mirostat(s.x, 9.0, tau=4.0, seed=s.seeds, position=3,
+                                         return_logprobs=True, return_kept=True),
+    "mirostat_v1_f16": lambda s: fd.mirostat(s.x16, np.linspace(4.0, 12.0, len(s.x)), version=1,
+                                             seed=s.seeds, position=3),
+    "entropix": lambda s: fd.entropix(s.x, seed=s.seeds, position=5, return_logprobs=True),
+})
 LIGHT = ("argmax", "allowed_tokens_bitmask", "softmax", "entropy")
 
 

@@ -21,8 +21,9 @@
  *   dynamic (llama.cpp temp-ext, rule for rule): delta <= 0 is plain temperature T. Otherwise, over
  *     the N candidates that are still finite (llama.cpp: the entries left in its candidate array),
  *     N <= 1 leaves the row unchanged; T_min = max(0, T - delta), T_max = T + delta,
- *     T' = T_min + (T_max - T_min) * (H / ln N)^exponent (H clamped at 0 so that rounding cannot
- *     make the power NaN); T' == 0 is greedy (llama.cpp's temp <= 0: the one-hot of the first
+ *     T' = T_min + (T_max - T_min) * (H / ln N)^exponent (H / ln N clamped to [0, 1]: rounding can
+ *     step outside, and a negative base would make the power NaN, one above 1 a huge exponent
+ *     overflow it); T' == 0 is greedy (llama.cpp's temp <= 0: the one-hot of the first
  *     maximum, keeping its logit), else z / T'.
  *
  * XTC ("exclude top choices"). With probability p (the row's uniform u <= p, llama.cpp's
@@ -345,10 +346,10 @@ fd_status fd_dynamic_temperature(const fd_rows *in, const fd_rows *out, fd_param
                 continue;
             }
             double z;
-            double h = row_entropy(x, n, m, e, &z);
-            h = h > 0 ? h : 0.0;
+            double h = row_entropy(x, n, m, e, &z) / log((double)nf);
+            h = h > 0 ? (h < 1 ? h : 1.0) : 0.0; /* [0, 1]: rounding can step outside */
             double lo = t - d > 0 ? t - d : 0.0, hi = t + d;
-            tt = lo + (hi - lo) * pow(h / log((double)nf), ex);
+            tt = lo + (hi - lo) * pow(h, ex);
         }
         if (temp_out) {
             temp_out[r] = tt;

@@ -217,4 +217,8 @@ static inline double fdi_dsel(int c, double a, double b)
 
 static inline size_t fdi_align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
+/* sample.c's inverse-CDF pick over a float32 row (fd_sample without filters), for speculative.c:
+ * weights w = exp(v - max v), blocked double sums in bs, *total their sum. */
+int64_t fdi_pick(const float *v, int64_t n, double u, float *w, double *bs, double *total);
+
 #endif

@@ -506,3 +506,11 @@ fd_status fd_sample(const fd_rows *in, const fd_sample_params *params, const fd_
     }
     return FD_OK;
 }
+
+/* sample.c's pick for other modules (speculative.c): the same weights, sums and crossing rule as
+ * fd_sample's no-filter path on a float32 row, so a distribution it samples from is exactly the one
+ * another kernel evaluates. */
+int64_t fdi_pick(const float *v, int64_t n, double u, float *w, double *bs, double *total)
+{
+    return pick_index(v, n, u, w, bs, total);
+}

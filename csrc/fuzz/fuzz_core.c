@@ -57,6 +57,12 @@
  *                success only when every id read is in [0, V); FD_ERANGE names an id outside
  *   beam_step    the k best (score, flat index) pairs of a brute-force sort, scores bit for bit
  *                fd_softmax's log-probabilities plus the beam score
+ *   mirostat     a token in [0, V) with a finite logit (temperature 0: the first maximum), mu'
+ *                = mu - eta (surprise - tau) with surprise = -logprob / ln 2, 1 <= kept <= finite
+ *                logits; an invalid version / m / tau / eta / T / mu is FD_EINVAL
+ *   entropix     branch in 0..5, H / V finite and >= 0, argmax rows the first maximum, clarify
+ *                rows the clarify token, other tokens have finite logits; explicit uniforms or no
+ *                rng are FD_EINVAL
  *   dtype        fd_load_row / fd_check_rows against reference conversions and scans; fd_store
  *                rounds to nearest even (a bisection over the target format); conversions
  *                round-trip
@@ -104,15 +110,28 @@ enum {
     K_DTYPE,
     K_CONVERT,
     K_RNG,
-    K_BASE_COUNT, /* kernels decoded as first byte % K_BASE_COUNT (the recorded corpus) */
-    /* kernels added since: first byte 255 - i for the i-th, so that every recorded input keeps
-     * its meaning (those four bytes no longer select filters 2..5, which other bytes do) */
-    K_ADAPTIVE_T = K_BASE_COUNT, /* adaptive.c */
-    K_DYNAMIC_T,
-    K_XTC,
-    K_DRY,
+    K_MIROSTAT, /* fd_mirostat, both versions (and invalid ones) */
+    K_ENTROPIX, /* fd_entropix */
     K_COUNT
 };
+
+/* fd_contrastive and fd_guidance, added later: selected by kernel bytes 240..250 and 252..255,
+ * which no committed corpus input uses (the others keep their meaning, byte % K_COUNT) */
+enum { K_CONTRAST = K_COUNT, K_GUIDANCE };
+
+/* fd_adaptive_temperature, fd_dynamic_temperature, fd_xtc and fd_dry (adaptive.c), added later
+ * still: kernel bytes 232..235, which no committed corpus input other than their own uses */
+enum { K_ADAPTIVE_T = K_GUIDANCE + 1, K_DYNAMIC_T, K_XTC, K_DRY };
+static int kernel_of(uint8_t b)
+{
+    if (b >= 240 && b != 251) {
+        return b & 1 ? K_CONTRAST : K_GUIDANCE;
+    }
+    if (b >= 232 && b <= 235) {
+        return K_ADAPTIVE_T + (b - 232);
+    }
+    return b % K_COUNT;
+}
 
 /* ----------------------------------------------------------------------------------------- */
 /* input reader                                                                              */
@@ -665,11 +684,6 @@ static void free_case(fcase *c)
 
 static void decode_adaptive(rd *r, fcase *c, int64_t rows); /* adaptive.c kernels */
 
-static int kernel_of(uint8_t b)
-{
-    return b > 255 - (K_COUNT - K_BASE_COUNT) ? K_BASE_COUNT + (255 - b) : b % K_BASE_COUNT;
-}
-
 static void decode(rd *r, fcase *c)
 {
     memset(c, 0, sizeof *c);
@@ -893,6 +907,74 @@ static void decode(rd *r, fcase *c)
             c->ival2 = kb % 4 == 0 ? 0 : kb % 4 == 1 ? -1 : kb % 4 == 2 ? gv + 1 : INT64_MAX;
         }
         c->norm = u8(r) & 1;
+    }
+    else if (k == K_MIROSTAT || k == K_ENTROPIX) {
+        /* mirostat: p = tau, eta, temperature, mu; ival = version, ival2 = m. entropix: vals =
+         * the fd_entropix_params (defaults, some fields replaced), list = last tokens. Both:
+         * rng as fd_sample. */
+        if (k == K_MIROSTAT) {
+            c->p[0] = gen_param(r, rows, P_TEMP);
+            c->p[1] = gen_param(r, rows, P_PROB);
+            c->p[2] = u8(r) < 128 ? const_param(1.0) : gen_param(r, rows, P_TEMP);
+            c->p[3] = gen_param(r, rows, P_REAL);
+            c->np = 4;
+            uint8_t vb = u8(r);
+            c->ival = vb < 250 ? 1 + (vb & 1) : (int64_t)(vb % 4) - 1;
+            uint8_t mb = u8(r);
+            c->ival2 = mb < 250 ? 1 + mb % 120 : (mb == 255 ? INT64_MAX : (int64_t)(mb % 3) - 1);
+        }
+        else {
+            static const double def[FD_ENTROPIX_NPARAMS] = {
+                0.666, 27, 0.9, 0.0, 0.1, 0.1, 3.0, 5.0, 5.0, 5.0, 5.0, 1.3, 1.5,
+                1.2,   1.5, 1.5, 5, 2.0, 2.0, 0.0, 0.5, 0.3, 0.03, 0.5, 5, -1};
+            c->vals = malloc(sizeof def);
+            memcpy(c->vals, def, sizeof def);
+            uint8_t nch = u8(r) % 6;
+            for (uint8_t i = 0; i < nch; i++) {
+                uint8_t fi = u8(r) % FD_ENTROPIX_NPARAMS;
+                c->vals[fi] = fi == 25 ? (double)((int)u8(r) - 8) : gen_val(r, P_TEMP);
+            }
+            c->n_list = u8(r) & 1; /* last tokens given */
+            c->list = malloc((size_t)(rows ? rows : 1) * sizeof(int64_t));
+            for (int64_t i = 0; i < rows; i++) {
+                c->list[i] = (int64_t)(u8(r) % 8) - 1;
+            }
+        }
+        uint8_t rm = u8(r);
+        c->rng_mode = k == K_MIROSTAT ? rm % 4 : (rm % 16 == 0 ? 0 : rm % 16 == 1 ? 2 : 1);
+        c->unif_stride = (rm >> 2) & 1;
+        c->seed_stride = (rm >> 3) & 1;
+        c->pos_stride = (rm >> 4) & 1;
+        int64_t nu = c->unif_stride && rows ? rows : 1;
+        c->unif = malloc((size_t)nu * sizeof(double));
+        for (int64_t i = 0; i < nu; i++) {
+            uint8_t b = u8(r);
+            c->unif[i] = b < 240 ? u16(r) / 65536.0 : special(r, u8(r));
+        }
+        int64_t ns = c->seed_stride && rows ? rows : 1, npos = c->pos_stride && rows ? rows : 1;
+        c->seed = malloc((size_t)ns * sizeof(uint64_t));
+        c->pos = malloc((size_t)npos * sizeof(int64_t));
+        for (int64_t i = 0; i < ns; i++) {
+            c->seed[i] = u64(r);
+        }
+        for (int64_t i = 0; i < npos; i++) {
+            c->pos[i] = (int64_t)u64(r);
+        }
+    }
+    else if (k == K_CONTRAST || k == K_GUIDANCE) {
+        /* p0 alpha / guidance scale, p1 tau, p2 beta; order: use_beta / normalize */
+        uint8_t m = u8(r);
+        c->p[0] = k == K_GUIDANCE ? gen_param(r, rows, P_REAL)
+                  : m & 2         ? gen_param(r, rows, P_PROB)
+                                  : const_param(0.1);
+        c->p[1] = m & 4 ? gen_param(r, rows, P_TEMP) : const_param(1.0);
+        c->p[2] = m & 8 ? gen_param(r, rows, P_REAL) : const_param(0.5);
+        c->np = 3;
+        c->order = m & 1;
+        c->out_dtype = (m & 16) ? FD_F64 : FD_F32;
+        if (c->out_bad == 2) {
+            c->out_dtype = FD_F16;
+        }
     }
     else if (k >= K_ADAPTIVE_T && k <= K_DRY) {
         decode_adaptive(r, c, rows);
@@ -2218,6 +2300,371 @@ static void run_rng(rd *r)
 }
 
 /* ----------------------------------------------------------------------------------------- */
+/* fd_mirostat, fd_entropix                                                                  */
+
+static fd_rng_args case_rng(const fcase *c, int64_t r0)
+{
+    fd_rng_args rng = {0};
+    if (c->rng_mode == 0) {
+        rng.uniform = c->unif + r0 * c->unif_stride;
+        rng.uniform_stride = c->unif_stride;
+    }
+    else if (c->rng_mode == 1) {
+        rng.seed = c->seed + r0 * c->seed_stride;
+        rng.seed_stride = c->seed_stride;
+        rng.position = c->pos + r0 * c->pos_stride;
+        rng.position_stride = c->pos_stride;
+    }
+    return rng;
+}
+
+static void run_mirostat(const fcase *c, const runopt *o, result *res)
+{
+    int64_t nr = o->nr, V = c->n_cols;
+    rowbuf in;
+    rows_make(&in, c, o->r0, nr, o->pad, 0);
+    fd_mirostat_params P = {fparam(&c->p[0], o->r0), fparam(&c->p[1], o->r0),
+                            fparam(&c->p[2], o->r0), (int)c->ival, c->ival2};
+    fd_rng_args rng = case_rng(c, o->r0);
+    int64_t nn = nr > 0 ? nr : 1;
+    int64_t *tok = malloc((size_t)nn * sizeof(int64_t));
+    double *mu = malloc((size_t)nn * sizeof(double));
+    double *mu0 = malloc((size_t)nn * sizeof(double));
+    double *lp = (c->null_out & 1) ? NULL : malloc((size_t)nn * sizeof(double));
+    int64_t *kept = (c->null_out & 2) ? NULL : malloc((size_t)nn * sizeof(int64_t));
+    for (int64_t r = 0; r < nr; r++) {
+        tok[r] = -77;
+        mu[r] = mu0[r] = pat(&c->p[3], o->r0 + r);
+    }
+    void *ws = ws_make(fd_mirostat_workspace(V), o->wsfill, o->wsoff);
+    fd_errinfo err = {77, 77};
+    int st = fd_mirostat(&in.v, &P, c->rng_mode == 2 ? NULL : &rng, mu, tok, lp, kept, ws, &err);
+    res->st = st;
+    res->err = err;
+    int64_t done = st == FD_OK ? nr : (err.row >= 0 ? err.row : 0);
+    if (o->checks) {
+        check_common(c, st, &err, nr, V);
+        REQUIRE(rows_unchanged(&in));
+        check_bad_elem(c, o->r0, st, &err);
+        if ((c->ival != 1 && c->ival != 2) || c->ival2 < 1) {
+            REQUIRE(st == FD_ESHAPE || (st == FD_EINVAL && err.row == -1));
+        }
+        if (st == FD_OK) {
+            REQUIRE(err.row == -1 && err.index == -1);
+        }
+    }
+    float *xr = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    for (int64_t r = 0; r < nr && !c->weird; r++) {
+        if (r < done) {
+            blob_add(res, (int)r, &tok[r], 8);
+            blob_add(res, (int)r, &mu[r], 8);
+            blob_add(res, (int)r, lp ? (const void *)&lp[r] : (const void *)&zero8, 8);
+            blob_add(res, (int)r, kept ? (const void *)&kept[r] : (const void *)&zero8, 8);
+        }
+        if (!o->checks) {
+            continue;
+        }
+        case_row(c, o->r0 + r, xr);
+        float m;
+        int64_t am = first_max(xr, V, &m);
+        if (st == FD_ENOFINITE && r == err.row) {
+            REQUIRE(am < 0 && !row_has_bad(xr, V));
+        }
+        double tau = pat(&c->p[0], o->r0 + r), eta = pat(&c->p[1], o->r0 + r);
+        double T = pat(&c->p[2], o->r0 + r);
+        if (st == FD_EINVAL && r == err.row) {
+            REQUIRE(!(tau > 0 && tau < INFINITY && eta >= 0 && eta < INFINITY && T >= 0 &&
+                      T < INFINITY && isfinite(mu0[r])) ||
+                    c->rng_mode >= 2 || (c->rng_mode == 0 && !(c->unif[r * c->unif_stride] >= 0 &&
+                                                               c->unif[r * c->unif_stride] < 1)));
+        }
+        if (r >= done) {
+            if (st != FD_OK && r == err.row) {
+                REQUIRE(mu[r] == mu0[r] || (mu[r] != mu[r] && mu0[r] != mu0[r]));
+            }
+            continue;
+        }
+        int64_t t = tok[r];
+        REQUIRE(t >= 0 && t < V && xr[t] != -INFINITY);
+        int64_t nf = 0;
+        for (int64_t i = 0; i < V; i++) {
+            nf += xr[i] != -INFINITY;
+        }
+        if (kept) {
+            REQUIRE(kept[r] >= 1 && kept[r] <= nf);
+        }
+        double s = 0.0;
+        if (lp) {
+            REQUIRE(isfinite(lp[r]) && lp[r] <= 1e-12);
+            s = -lp[r] / 0.693147180559945309417232121458176568;
+            double want = mu0[r] - eta * (s - tau);
+            REQUIRE(mu[r] == want || (mu[r] != mu[r] && want != want));
+        }
+        if (T == 0.0) {
+            REQUIRE(t == am);
+            REQUIRE(!lp || lp[r] == 0.0);
+            REQUIRE(!kept || kept[r] == 1);
+        }
+    }
+    free(xr);
+    ws_free(ws, o->wsoff);
+    free(tok);
+    free(mu);
+    free(mu0);
+    free(lp);
+    free(kept);
+    rows_free(&in);
+}
+
+static void run_entropix(const fcase *c, const runopt *o, result *res)
+{
+    int64_t nr = o->nr, V = c->n_cols;
+    rowbuf in;
+    rows_make(&in, c, o->r0, nr, o->pad, 0);
+    fd_entropix_params P;
+    memcpy(&P, c->vals, sizeof P);
+    fd_rng_args rng = case_rng(c, o->r0);
+    int64_t nn = nr > 0 ? nr : 1;
+    int64_t *tok = malloc((size_t)nn * sizeof(int64_t));
+    int64_t *br = malloc((size_t)nn * sizeof(int64_t));
+    double *h = (c->null_out & 1) ? NULL : malloc((size_t)nn * sizeof(double));
+    double *vv = (c->null_out & 2) ? NULL : malloc((size_t)nn * sizeof(double));
+    double *lp = (c->null_out & 4) ? NULL : malloc((size_t)nn * sizeof(double));
+    for (int64_t r = 0; r < nr; r++) {
+        tok[r] = br[r] = -77;
+    }
+    void *ws = ws_make(fd_entropix_workspace(V), o->wsfill, o->wsoff);
+    fd_errinfo err = {77, 77};
+    int st = fd_entropix(&in.v, &P, c->n_list ? c->list + o->r0 : NULL,
+                         c->rng_mode == 2 ? NULL : &rng, tok, br, h, vv, lp, ws, &err);
+    res->st = st;
+    res->err = err;
+    int64_t done = st == FD_OK ? nr : (err.row >= 0 ? err.row : 0);
+    if (o->checks) {
+        check_common(c, st, &err, nr, V);
+        REQUIRE(rows_unchanged(&in));
+        check_bad_elem(c, o->r0, st, &err);
+        if (c->rng_mode != 1) {
+            REQUIRE(st == FD_ESHAPE || (st == FD_EINVAL && err.row == -1));
+        }
+        if (st == FD_OK) {
+            REQUIRE(err.row == -1 && err.index == -1);
+        }
+    }
+    float *xr = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    for (int64_t r = 0; r < nr && !c->weird; r++) {
+        if (r < done) {
+            blob_add(res, (int)r, &tok[r], 8);
+            blob_add(res, (int)r, &br[r], 8);
+            blob_add(res, (int)r, h ? (const void *)&h[r] : (const void *)&zero8, 8);
+            blob_add(res, (int)r, vv ? (const void *)&vv[r] : (const void *)&zero8, 8);
+            blob_add(res, (int)r, lp ? (const void *)&lp[r] : (const void *)&zero8, 8);
+        }
+        if (!o->checks || r >= done) {
+            continue;
+        }
+        case_row(c, o->r0 + r, xr);
+        float m;
+        int64_t am = first_max(xr, V, &m);
+        int64_t t = tok[r];
+        REQUIRE(br[r] >= FD_ENTROPIX_ARGMAX && br[r] <= FD_ENTROPIX_ADAPTIVE);
+        REQUIRE(t >= 0 && t < V);
+        if (br[r] == FD_ENTROPIX_CLARIFY) {
+            REQUIRE(t == (int64_t)P.clarify_token);
+            REQUIRE(!c->n_list || c->list[o->r0 + r] != t);
+        }
+        else {
+            REQUIRE(xr[t] != -INFINITY);
+        }
+        if (br[r] == FD_ENTROPIX_ARGMAX) {
+            REQUIRE(t == am);
+        }
+        if (h) {
+            REQUIRE(isfinite(h[r]) && h[r] >= -1e-6);
+        }
+        if (vv) {
+            REQUIRE(isfinite(vv[r]) && vv[r] >= -1e-9);
+        }
+        if (lp) {
+            REQUIRE(isfinite(lp[r]) && lp[r] <= 1e-12);
+        }
+    }
+    free(xr);
+    ws_free(ws, o->wsoff);
+    free(tok);
+    free(br);
+    free(h);
+    free(vv);
+    free(lp);
+    rows_free(&in);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* fd_contrastive / fd_guidance: the second input is the case's rows with their columns reversed */
+
+/* element (R, i) of the second input */
+static float case_at2(const fcase *c, int64_t R, int64_t i)
+{
+    return case_at(c, R, c->n_cols - 1 - i);
+}
+
+static float fz_to_f32(double v)
+{
+    if (v >= 3.4028235677973366e38) {
+        return INFINITY;
+    }
+    if (v <= -3.4028235677973366e38) {
+        return -INFINITY;
+    }
+    return v > FLT_MAX ? FLT_MAX : v < -FLT_MAX ? -FLT_MAX : (float)v;
+}
+
+static void run_contrast(const fcase *c, const runopt *o, result *res)
+{
+    int guid = c->kernel == K_GUIDANCE, flag = c->order;
+    int64_t nr = o->nr, V = c->n_cols;
+    int odt = c->out_dtype;
+    size_t oes = esize(odt);
+    int alias = o->alias == 1 && c->dtype == odt && !c->weird && !c->out_bad;
+    rowbuf in, in2;
+    rows_make(&in, c, o->r0, nr, o->pad, 0);
+    rows_make(&in2, c, o->r0, nr, (o->pad + 1) % 4, 0);
+    /* reverse the columns of the second input's rows */
+    if (!c->weird && nr > 0 && V > 0 && in2.v.data) {
+        size_t es = esize(c->dtype);
+        uint8_t *d = in2.v.data;
+        uint8_t tmp[8];
+        for (int64_t r = 0; r < nr; r++) {
+            uint8_t *row = d + (size_t)(r * in2.stride_eff) * es;
+            for (int64_t i = 0; i < V / 2; i++) {
+                memcpy(tmp, row + i * es, es);
+                memcpy(row + i * es, row + (V - 1 - i) * es, es);
+                memcpy(row + (V - 1 - i) * es, tmp, es);
+            }
+        }
+        memcpy(in2.snap, in2.base, in2.bytes);
+    }
+    fd_rows out = in.v;
+    out.dtype = (fd_dtype)odt;
+    void *obase = NULL;
+    int64_t ostride_eff = in.stride_eff;
+    if (!alias) {
+        out.row_stride = nr > 1 && !c->weird ? c->out_stride : c->row_stride;
+        ostride_eff = nr > 1 && !c->weird ? c->out_stride : V;
+        if (c->out_bad == 1) {
+            out.n_cols = V + 1;
+        }
+        int64_t oelems = nr > 0 && V > 0 && !c->weird ? (nr - 1) * ostride_eff + V : 0;
+        size_t obytes = (size_t)oelems * oes;
+        obase = malloc(obytes ? obytes : 1);
+        memset(obase, 0xa5, obytes);
+        out.data = c->null_data && nr > 0 && V > 0 ? NULL : obase;
+    }
+    void *ws = ws_make(guid ? fd_guidance_workspace(V) : fd_contrastive_workspace(V), o->wsfill, 0);
+    fd_errinfo err = {77, 77};
+    int st = guid ? fd_guidance(&in.v, &in2.v, &out, fparam(&c->p[0], o->r0), flag, ws, &err)
+                  : fd_contrastive(&in.v, &in2.v, &out, fparam(&c->p[0], o->r0),
+                                   fparam(&c->p[1], o->r0), fparam(&c->p[2], o->r0), flag,
+                                   c->filter_value, ws, &err);
+    res->st = st;
+    res->err = err;
+    int64_t done = st == FD_OK ? nr : (err.row >= 0 ? err.row : 0);
+    if (o->checks) {
+        check_common(c, st, &err, nr, 2 * (V > 0 ? V : 0));
+        if (c->out_bad) {
+            REQUIRE(st != FD_OK);
+        }
+        if (st == FD_OK) {
+            REQUIRE(err.row == -1 && err.index == -1);
+        }
+        REQUIRE(rows_unchanged(&in2));
+        if (!alias) {
+            REQUIRE(rows_unchanged(&in));
+        }
+        if (!c->weird && !c->out_bad && (st == FD_ENAN || st == FD_EPOSINF)) {
+            /* the first bad element of the row, the first input before the second */
+            REQUIRE(err.row >= 0 && err.index >= 0 && err.index < 2 * V);
+            int second = err.index >= V;
+            int64_t col = second ? err.index - V : err.index;
+            float f = second ? case_at2(c, o->r0 + err.row, col) : case_at(c, o->r0 + err.row, col);
+            REQUIRE(st == FD_ENAN ? f != f : f == INFINITY);
+            for (int64_t i = 0; i < (second ? V : col); i++) {
+                REQUIRE(!is_bad(case_at(c, o->r0 + err.row, i)));
+            }
+            for (int64_t i = 0; second && i < col; i++) {
+                REQUIRE(!is_bad(case_at2(c, o->r0 + err.row, i)));
+            }
+        }
+        if (st == FD_EINVAL && err.row >= 0 && err.index >= 0) {
+            REQUIRE(guid || err.index >= V); /* the amateur's -inf in the head */
+            if (!guid) {
+                REQUIRE(case_at2(c, o->r0 + err.row, err.index - V) == -INFINITY);
+            }
+        }
+    }
+    float *e = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    float *a = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    for (int64_t r = 0; r < nr && !c->weird && !c->out_bad && out.data; r++) {
+        const uint8_t *orow = (const uint8_t *)out.data + (size_t)(r * ostride_eff) * oes;
+        if (r < done) {
+            blob_add(res, (int)r, orow, (size_t)V * oes);
+        }
+        if (!o->checks || V == 0 || r > done || (r == done && st == FD_OK)) {
+            continue;
+        }
+        for (int64_t i = 0; i < V; i++) {
+            e[i] = case_at(c, o->r0 + r, i);
+            a[i] = case_at2(c, o->r0 + r, i);
+        }
+        float me, ma;
+        int64_t am = first_max(e, V, &me);
+        first_max(a, V, &ma);
+        if (r == done) { /* the failing row */
+            if (st == FD_ENOFINITE) {
+                REQUIRE(err.index == 0 ? me == -INFINITY : (err.index == V && ma == -INFINITY));
+            }
+            continue;
+        }
+        double p0 = pat(&c->p[0], o->r0 + r), tau = pat(&c->p[1], o->r0 + r);
+        double be = pat(&c->p[2], o->r0 + r);
+        for (int64_t i = 0; i < V; i++) {
+            double q = odt == FD_F32 ? ((const float *)orow)[i] : ((const double *)orow)[i];
+            if (guid) {
+                int excl = e[i] == -INFINITY || a[i] == -INFINITY;
+                if (!(flag && p0 == 1.0)) {
+                    REQUIRE(excl ? q == -INFINITY : (q > -INFINITY && q < INFINITY));
+                }
+                if (!flag && !excl && odt == FD_F32) {
+                    float g = (float)p0, t = e[i] - a[i], p = t * g;
+                    REQUIRE(q == (double)(a[i] + p));
+                }
+                continue;
+            }
+            if (odt == FD_F64) { /* decided on the double values: a score or the fill */
+                REQUIRE(d_bits(q) == d_bits(c->filter_value) || (q > -INFINITY && q < INFINITY));
+                continue;
+            }
+            int head = e[i] != -INFINITY && !((double)(e[i] - me) < log(p0));
+            REQUIRE(head ? (q > -INFINITY && q < INFINITY)
+                         : f_bits((float)q) == f_bits(fz_to_f32(c->filter_value)));
+            if (head && flag) {
+                double v = (1.0 + be) * (double)e[i] - be * ((double)a[i] / tau);
+                REQUIRE((float)q == fz_to_f32(v));
+            }
+            if (i == am) {
+                REQUIRE(head); /* the maximum is always in the head */
+            }
+        }
+    }
+    free(e);
+    free(a);
+    ws_free(ws, 0);
+    free(obase);
+    rows_free(&in);
+    rows_free(&in2);
+}
+
+/* ----------------------------------------------------------------------------------------- */
 /* driver                                                                                    */
 
 /* ----------------------------------------------------------------------------------------- */
@@ -2486,8 +2933,10 @@ static void run_adaptive(const fcase *c, const runopt *o, result *res)
                 REQUIRE(isfinite(aux[r]) && aux[r] >= 1.0);
             }
             if (aux && c->kernel == K_DYNAMIC_T) {
-                double d = pat(&c->p[1], o->r0 + r);
-                REQUIRE(aux[r] != aux[r] ? d > 0 && nf <= 1 : isfinite(aux[r]) && aux[r] >= 0);
+                double t = pat(&c->p[0], o->r0 + r), d = pat(&c->p[1], o->r0 + r);
+                /* T' <= T + delta: infinite only when that sum overflows */
+                REQUIRE(aux[r] != aux[r] ? d > 0 && nf <= 1
+                                         : aux[r] >= 0 && (isfinite(aux[r]) || isinf(t + d)));
             }
             continue;
         }
@@ -2551,6 +3000,15 @@ static void run(const fcase *c, const runopt *o, result *res)
     }
     else if (k == K_DTYPE) {
         run_dtype(c, o, res);
+    }
+    else if (k == K_MIROSTAT) {
+        run_mirostat(c, o, res);
+    }
+    else if (k == K_ENTROPIX) {
+        run_entropix(c, o, res);
+    }
+    else if (k == K_CONTRAST || k == K_GUIDANCE) {
+        run_contrast(c, o, res);
     }
     else if (k >= K_ADAPTIVE_T && k <= K_DRY) {
         run_adaptive(c, o, res);
@@ -2651,7 +3109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     rd r = {data, size, 0};
-    int k0 = kernel_of(size ? data[0] : 0);
+    int k0 = size ? kernel_of(data[0]) : 0;
     if (k0 == K_CONVERT || k0 == K_RNG) {
         r.i = 1;
         if (k0 == K_CONVERT) {

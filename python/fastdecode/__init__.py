@@ -25,6 +25,7 @@ from .ops import (
     repetition_penalty,
     sample,
     set_num_threads,
+    speculative_verify,
     softmax,
     suppress_tokens,
     top_k,
@@ -38,6 +39,7 @@ from . import models
 from .processors import Sampler
 from .beam import BeamSearchResult, beam_search
 from .generate import GenerateResult, GenerationStream, StreamEvent, generate, stream
+from .speculative import PromptLookup, SpeculativeResult, speculative_generate
 
 __version__ = "0.1.0"
 
@@ -46,8 +48,10 @@ __all__ = [
     "GIL_MINSIZE",
     "GenerateResult",
     "GenerationStream",
+    "PromptLookup",
     "StreamEvent",
     "Sampler",
+    "SpeculativeResult",
     "allowed_tokens",
     "allowed_tokens_bitmask",
     "argmax",
@@ -69,6 +73,8 @@ __all__ = [
     "sample",
     "set_num_threads",
     "softmax",
+    "speculative_generate",
+    "speculative_verify",
     "stream",
     "suppress_tokens",
     "top_k",
@@ -82,3 +88,17 @@ __all__ = [
     "dynamic_temperature",
     "xtc",
 ]
+
+# stateful samplers (fastdecode.adaptive)
+from .adaptive import ENTROPIX_BRANCHES, Entropix, Mirostat, entropix, mirostat
+
+__all__ += ["ENTROPIX_BRANCHES", "Entropix", "Mirostat", "entropix", "mirostat"]
+
+
+# contrastive decoding and classifier-free guidance
+from .ops import contrastive_logits, guidance_logits
+
+__all__ += ["contrastive_logits", "guidance_logits"]
+from .contrastive import ContrastiveModel, contrastive_generate
+
+__all__ += ["ContrastiveModel", "contrastive_generate"]

@@ -846,6 +846,374 @@ def beam_step(logits, beam_scores, k, *, group_size=None, normalize=True, logpro
     return out_s, out_r, out_t
 
 
+def speculative_verify(target_logits, draft_tokens, draft_logits=None, *, accept_uniforms,
+                       next_uniforms, num_drafts=None, greedy=False):
+    """Speculative verification (Leviathan et al. 2023, Algorithm 1) in float64 with explicit
+    uniforms: ``accept_uniforms`` (B, gamma) for the tests of the drafts, ``next_uniforms``
+    (B, gamma + 1) for the token drawn at each draft index (residual or bonus). Returns
+    (num_accepted, next_token), int64 (B,)."""
+    t = np.asarray(target_logits)
+    d = np.asarray(draft_tokens, dtype=np.int64)
+    B, G1, V = t.shape
+    G = G1 - 1
+    q = None if draft_logits is None else np.asarray(draft_logits)
+    n = np.full(B, G, np.int64) if num_drafts is None else np.broadcast_to(
+        np.asarray(num_drafts, np.int64), (B,))
+    g = np.broadcast_to(np.asarray(greedy, bool), (B,))
+    ua = np.asarray(accept_uniforms, np.float64).reshape(B, G)
+    un = np.asarray(next_uniforms, np.float64).reshape(B, G1)
+    acc = np.zeros(B, np.int64)
+    nxt = np.zeros(B, np.int64)
+
+    def pick(w, u):
+        cum = np.cumsum(w)
+        return int(np.argmax(cum > u * cum[-1]))
+
+    for b in range(B):
+        if g[b]:
+            for i in range(n[b] + 1):
+                am = int(np.argmax(_z(t[b, i])))
+                if i == n[b] or d[b, i] != am:
+                    acc[b], nxt[b] = i, am
+                    break
+            continue
+        for i in range(n[b] + 1):
+            p = _softmax_row(_z(t[b, i]))
+            if i == n[b]:
+                acc[b], nxt[b] = i, pick(p, un[b, i])
+                break
+            qv = np.zeros(V)
+            if q is None:
+                qv[d[b, i]] = 1.0
+            else:
+                qv = _softmax_row(_z(q[b, i]))
+            if ua[b, i] * qv[d[b, i]] < p[d[b, i]]:
+                continue
+            r = np.maximum(p - qv, 0.0)
+            acc[b] = i
+            nxt[b] = pick(r, un[b, i]) if r.sum() > 0 else pick(p, un[b, i])
+            break
+    return acc, nxt
+
+
+# ------------------------------------------------------------------------------------------------
+# stateful samplers: mirostat v1 / v2 and the entropix policy (fastdecode.adaptive)
+
+__all__ += ["mirostat", "mirostat_v1_k", "entropix"]
+
+_LN2 = 0.6931471805599453  # the double nearest ln 2, as the core's constant rounds
+
+
+def mirostat_v1_k(z, m, mu, V):
+    """Mirostat v1's k (csrc/core/mirostat.c) from the float32-valued row z (finite or -inf):
+    s_hat over the top min(m, n) finite values, then k clipped to [1, n]; every double operation
+    in the core's order, with Python's math (the same libm), so the result is bit-identical."""
+    fin = np.sort(z[np.isfinite(z)])[::-1]
+    n = fin.size
+    mm = min(m, n)
+    if mm < 2:
+        return 1
+    num = den = 0.0
+    for i in range(mm - 1):
+        ti = math.log((i + 2) / (i + 1))
+        bi = float(fin[i]) - float(fin[i + 1])
+        num += ti * bi
+        den += ti * ti
+    s_hat = num / den
+    if s_hat == 0.0:
+        kd = math.inf if math.pow(2.0, mu) > float(V - 1) else 0.0
+    else:
+        eps = s_hat - 1.0
+        if eps == 0.0:
+            base = math.pow(2.0, mu) / math.log(float(V))
+        else:
+            base = eps * math.pow(2.0, mu) / (1.0 - math.pow(float(V), -eps))
+        try:
+            kd = math.pow(base, 1.0 / s_hat)
+        except OverflowError:
+            kd = math.inf
+        except ValueError:  # a negative base: C's pow gives NaN
+            kd = math.nan
+    if not kd >= 1.0:
+        return 1
+    if kd >= n:
+        return n
+    return int(kd)
+
+
+def mirostat(logits, mu, *, tau, eta, version=2, m=100, temperature=1.0, uniform,
+             return_details=False):
+    """One mirostat step per row with explicit uniforms (llama.cpp semantics; mirostat.c).
+
+    Returns (tokens int64, new mu float64) or, with return_details, also the log-probabilities,
+    the survivor counts and, per row, the distance of the nearest finite token from the v2
+    threshold in logit space (inf for v1 and greedy rows): the core's exp-sum is float32, so a
+    token closer than ~1e-6 may be decided differently there.
+
+    Every quantity except the v2 normaliser Z is computed exactly as the core does (same libm
+    calls, same order), so given the same kept set tokens and mu agree bit for bit."""
+    x2, one = _logits(logits)
+    B, V = x2.shape
+    if version not in (1, 2):
+        raise ValueError(f"version must be 1 or 2, got {version!r}")
+    if int(m) != m or m < 1:
+        raise ValueError(f"m must be an integer >= 1, got {m!r}")
+    tau = _per_row(tau, B, "tau")
+    eta = _per_row(eta, B, "eta")
+    t = _per_row(temperature, B, "temperature")
+    mu = _per_row(mu, B, "mu")
+    u = _per_row(uniform, B, "uniform")
+    if np.any(~(tau > 0)) or np.any(~np.isfinite(tau)):
+        raise ValueError("tau must be > 0 and finite")
+    if np.any(~(eta >= 0)) or np.any(~np.isfinite(eta)):
+        raise ValueError("eta must be >= 0 and finite")
+    if np.any(~(t >= 0)) or np.any(~np.isfinite(t)):
+        raise ValueError("temperature must be >= 0 and finite")
+    if np.any(~np.isfinite(mu)):
+        raise ValueError("mu must be finite")
+    x32 = x2.astype(np.float32)
+    tok = np.empty(B, dtype=np.int64)
+    new_mu = np.empty(B)
+    lps = np.empty(B)
+    kept = np.empty(B, dtype=np.int64)
+    margin = np.full(B, np.inf)
+    for r in range(B):
+        x = x32[r]
+        if np.max(x) == -np.inf:
+            raise ValueError(f"logits row {r} has no finite value")
+        tt = np.float32(t[r])
+        if t[r] == 0 or tt == 0 or np.isinf(np.max(x) / tt):
+            tok[r], lps[r], kept[r] = int(np.argmax(x)), 0.0, 1
+            new_mu[r] = mu[r] - eta[r] * (0.0 - tau[r])
+            continue
+        z = x if tt == 1 else (x / tt).astype(np.float32)
+        am = int(np.argmax(z))
+        zm = float(z[am])
+        d = z.astype(np.float64) - zm
+        if version == 2:
+            fin = np.isfinite(d)
+            lz = math.log(math.fsum(np.exp(d[fin])))
+            thr = lz - float(mu[r]) * _LN2
+            keep = d >= thr
+            margin[r] = float(np.min(np.abs(d[fin] - thr)))
+            if not keep.any():
+                keep[am] = True
+        else:
+            k = mirostat_v1_k(z, int(m), float(mu[r]), V)
+            fz = np.sort(z[np.isfinite(z)])[::-1]
+            keep = np.isfinite(z) & (z >= fz[k - 1])
+        ids = np.flatnonzero(keep)
+        w = [math.exp(float(z[i]) - zm) for i in ids]
+        total = 0.0
+        for wi in w:
+            total += wi
+        target = float(u[r]) * total
+        run, pick = 0.0, -1
+        for j, wi in enumerate(w):
+            run += wi
+            if run > target:
+                pick = j
+                break
+        if pick < 0:
+            pick = len(w) - 1
+            while pick > 0 and not w[pick] > 0.0:
+                pick -= 1
+        lp = (float(z[ids[pick]]) - zm) - math.log(total)
+        surprise = -lp / _LN2
+        tok[r], lps[r], kept[r] = int(ids[pick]), lp, ids.size
+        new_mu[r] = float(mu[r]) - float(eta[r]) * (surprise - float(tau[r]))
+    if one:
+        tok, new_mu, lps, kept, margin = tok[0], new_mu[0], lps[0], kept[0], margin[0]
+    if return_details:
+        return tok, new_mu, lps, kept, margin
+    return tok, new_mu
+
+
+_ENTROPIX_DEFAULTS = dict(
+    temperature=0.666, top_k=27, top_p=0.90, min_p=0.0, low_entropy=0.1, low_varentropy=0.1,
+    helv_entropy=3.0, lehv_entropy=5.0, lehv_varentropy=5.0, hehv_entropy=5.0, hehv_varentropy=5.0,
+    helv_temperature_factor=1.3, helv_temperature_max=1.5, lehv_temperature_factor=1.2,
+    lehv_temperature_max=1.5, lehv_top_k_factor=1.5, lehv_top_k_min=5, hehv_temperature_factor=2.0,
+    hehv_temperature_min=2.0, hehv_top_p_delta=0.0, hehv_top_p_min=0.5,
+    adaptive_temperature_coef=0.3, adaptive_min_p=0.03, adaptive_min_p_coef=0.5,
+    adaptive_samples=5, clarify_token=None)
+
+
+def entropix(logits, *, uniforms, last_token=None, **params):
+    """The entropix policy (fastdecode.adaptive.entropix) with explicit uniforms (B, n): column j
+    is draw j. Returns (tokens, branch, entropy bits, varentropy bits, the branch's sample
+    parameters per row as dicts). H and V come from the float64 twin, so a row within float32
+    rounding of a threshold may branch differently in the core."""
+    x2, one = _logits(logits)
+    B, V = x2.shape
+    P = dict(_ENTROPIX_DEFAULTS)
+    for k, v in params.items():
+        if k not in P:
+            raise TypeError(f"unexpected keyword argument {k!r}")
+        P[k] = v
+    u = np.asarray(uniforms, dtype=np.float64).reshape(B, -1)
+    h, v = _entropies(x2)
+    h = np.atleast_1d(h) / _LN2
+    v = np.atleast_1d(v) / (_LN2 * _LN2)
+    z32 = x2.astype(np.float32)
+    tok = np.empty(B, dtype=np.int64)
+    br = np.empty(B, dtype=np.int64)
+    used = []
+    for r in range(B):
+        t, k, p, mp, n = P["temperature"], P["top_k"], P["top_p"], P["min_p"], 1
+        if h[r] < P["low_entropy"] and v[r] < P["low_varentropy"]:
+            b = 0
+        elif h[r] > P["helv_entropy"] and v[r] < P["low_varentropy"]:
+            ct = P["clarify_token"]
+            b = 1 if ct is not None and not (last_token is not None
+                                             and int(np.broadcast_to(last_token, (B,))[r]) == ct) else 2
+            t = min(P["helv_temperature_max"], t * P["helv_temperature_factor"])
+        elif h[r] < P["lehv_entropy"] and v[r] > P["lehv_varentropy"]:
+            b = 3
+            t = min(P["lehv_temperature_max"], t * P["lehv_temperature_factor"])
+            if k > 0:
+                k = max(P["lehv_top_k_min"], math.floor(k * P["lehv_top_k_factor"]))
+        elif h[r] > P["hehv_entropy"] and v[r] > P["hehv_varentropy"]:
+            b = 4
+            t = max(P["hehv_temperature_min"], t * P["hehv_temperature_factor"])
+            p = max(P["hehv_top_p_min"], p - P["hehv_top_p_delta"])
+        else:
+            b = 5
+            t = t * (1.0 + P["adaptive_temperature_coef"] * (h[r] + v[r]))
+            mp = min(0.5, max(0.01, P["adaptive_min_p"] * (1.0 - P["adaptive_min_p_coef"] * (h[r] + v[r]))))
+            n = int(P["adaptive_samples"])
+        br[r] = b
+        sp = dict(temperature=t, top_k=int(k), top_p=p, min_p=mp)
+        used.append(sp)
+        if b == 0:
+            tok[r] = int(np.argmax(z32[r]))
+        elif b == 1:
+            tok[r] = int(P["clarify_token"])
+        else:
+            best, bz = -1, -np.inf
+            for j in range(n):
+                c = int(sample(x2[r], uniform=u[r, j], **sp))
+                if best < 0 or z32[r, c] > bz:
+                    best, bz = c, z32[r, c]
+            tok[r] = best
+    if one:
+        return tok[0], br[0], h[0], v[0], used[0]
+    return tok, br, h, v, used
+
+
+
+# ------------------------------------------------------------------------------------------------
+# contrastive decoding and classifier-free guidance (csrc/core/contrastive.c)
+
+__all__ += ["contrastive_logits", "guidance_logits"]
+
+
+def _pair(a, b, aname, bname):
+    a2, one = _logits(a, aname)
+    b2, _ = _logits(b, bname)
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"{bname} must have the shape of {aname}")
+    f64 = a2.dtype == np.float64 and b2.dtype == np.float64
+    return a2, b2, one, f64
+
+
+def _lse_shifted(d):
+    """log sum exp(d) of a row already shifted so that its maximum is 0 (float64)."""
+    return math.log(np.exp(d).sum())
+
+
+def contrastive_logits(expert_logits, amateur_logits, *, alpha=0.1, amateur_temperature=1.0,
+                       beta=None, filter_value=-np.inf):
+    """Li et al. 2022 (beta None) or O'Brien & Lewis 2023 on the expert's min-p head (fd.h)."""
+    e2, a2, one, f64 = _pair(expert_logits, amateur_logits, "expert_logits", "amateur_logits")
+    B, V = e2.shape
+    al = _per_row(alpha, B, "alpha")
+    tau = _per_row(amateur_temperature, B, "amateur_temperature")
+    be = None if beta is None else _per_row(beta, B, "beta")
+    if ((al < 0) | (al > 1)).any():
+        raise ValueError("alpha must lie in [0, 1]")
+    if not ((tau > 0) & np.isfinite(tau)).all():
+        raise ValueError("amateur_temperature must be > 0 and finite")
+    if be is not None and not ((be >= 0) & np.isfinite(be)).all():
+        raise ValueError("beta must be >= 0 and finite")
+    ft = np.float64 if f64 else np.float32
+    out = np.empty((B, V), ft)
+    for r in range(B):
+        e = e2[r].astype(ft)
+        a = a2[r].astype(ft)
+        me = e.max()
+        if me == -np.inf:
+            raise ValueError(f"expert_logits row {r} has no finite value")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            de = (e - me).astype(np.float64)  # the difference in the compute dtype
+            lal = math.log(al[r]) if al[r] > 0 else -np.inf
+            head = (e > -np.inf) & ~(de < lal)
+            if be is None:
+                ma = a.max()
+                if ma == -np.inf:
+                    raise ValueError(f"amateur_logits row {r} has no finite value")
+                da = (a - ma).astype(np.float64)
+                if f64:
+                    da = da / tau[r]
+                elif tau[r] != 1.0:
+                    da = (da / tau[r]).astype(np.float32).astype(np.float64)
+                score = (de - _lse_shifted(de)) - (da - _lse_shifted(da))
+            else:
+                score = (1.0 + be[r]) * e.astype(np.float64) - be[r] * (a.astype(np.float64) / tau[r])
+        bad = head & (a == -np.inf)
+        if bad.any():
+            c = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"amateur_logits row {r}, column {c} is -inf inside the expert's "
+                             "plausibility head")
+        with np.errstate(over="ignore"):
+            row = np.where(head, score, filter_value).astype(ft)
+        if not np.isfinite(row[head]).all():
+            raise ValueError(f"row {r}: the score overflows (beta or amateur_temperature)")
+        out[r] = row
+    return out[0] if one else out
+
+
+def _log_softmax_f32(x):
+    """fastdecode's float32 log_softmax of a float32 row: float64 sums, one rounding."""
+    m = x.max()
+    d = (x - m).astype(np.float64)
+    return (d - _lse_shifted(d)).astype(np.float32)
+
+
+def guidance_logits(cond_logits, uncond_logits, guidance_scale, *, normalize=True):
+    """HF's classifier-free guidance arithmetic with -inf exclusions (fd.h)."""
+    c2, u2, one, f64 = _pair(cond_logits, uncond_logits, "cond_logits", "uncond_logits")
+    B, V = c2.shape
+    g = _per_row(guidance_scale, B, "guidance_scale")
+    if not np.isfinite(g).all():
+        raise ValueError("guidance_scale must be finite")
+    ft = np.float64 if f64 else np.float32
+    out = np.empty((B, V), ft)
+    for r in range(B):
+        c = c2[r].astype(ft)
+        u = u2[r].astype(ft)
+        if normalize:
+            for x, name in ((c, "cond_logits"), (u, "uncond_logits")):
+                if x.max() == -np.inf:
+                    raise ValueError(f"{name} row {r} has no finite value")
+            if f64:
+                c = c - c.max() - _lse_shifted(c - c.max())
+                u = u - u.max() - _lse_shifted(u - u.max())
+            else:
+                c, u = _log_softmax_f32(c), _log_softmax_f32(u)
+            if g[r] == 1.0:
+                out[r] = c
+                continue
+        gg = ft(g[r])
+        with np.errstate(invalid="ignore", over="ignore"):
+            t = c - u
+            v = gg * t + u if normalize else u + t * gg
+        excl = (c == -np.inf) | (u == -np.inf)
+        if not np.isfinite(v[~excl]).all():
+            raise ValueError(f"row {r}: the guided score overflows")
+        out[r] = np.where(excl, -np.inf, v)
+    return out[0] if one else out
+
 
 # ------------------------------------------------------------------------------------------------
 # adaptive samplers (csrc/core/adaptive.c): adaptive / dynamic temperature, XTC, DRY
@@ -936,9 +1304,9 @@ def dynamic_temperature(logits, temperature, delta, exponent=1.0, *, return_temp
             if n <= 1:
                 temps[r] = np.nan
                 continue
-            h = max(_entropy_shifted(z), 0.0)
+            ratio = min(max(_entropy_shifted(z) / math.log(n), 0.0), 1.0)
             lo, hi = max(0.0, t[r] - d[r]), t[r] + d[r]
-            tt = lo + (hi - lo) * (h / math.log(n)) ** e[r]
+            tt = lo + (hi - lo) * ratio ** e[r]
         temps[r] = tt
         if not fin.any():
             continue

@@ -124,6 +124,7 @@ class _Config:
     groups: int
     diversity: float
     min_keep: int  # per-beam floor of the warpers (HF: n_eos + 1, at least 2)
+    normalize: bool = True  # log_softmax the model's outputs (False: they are scores already)
 
     @property
     def k(self) -> int:
@@ -228,7 +229,7 @@ def _log_probs(logits: np.ndarray, c: _Config, hist: _History, rows: np.ndarray 
     if not (c.ngram or edits or c.do_sample or diversity_ids is not None):
         return None
     x = logits if rows is None else logits[rows]
-    lp = ops.log_softmax(np.asarray(x, dtype=np.float32))
+    lp = ops.log_softmax(np.asarray(x, dtype=np.float32)) if c.normalize else np.array(x, dtype=np.float32)
     ids = hist.ids if rows is None else hist.ids[rows]
     ln = hist.len if rows is None else hist.len[rows]
     if diversity_ids is not None:  # HammingDiversityLogitsProcessor: z -= penalty * count, float32
@@ -321,7 +322,7 @@ def _search(sess, logits: np.ndarray, prompts: list[np.ndarray], c: _Config, see
         else:
             x = lp if lp is not None else logits
             scores, rows, tok = ops.beam_step(x, run_score.reshape(-1), K, group_size=nb,
-                                              normalize=lp is None)
+                                              normalize=lp is None and c.normalize)
             par = rows - base[:, None]
         hits = np.isin(tok, c.eos) if c.eos.size else np.zeros((A, K), bool)
         if t + 1 == M:
@@ -446,7 +447,7 @@ def _group_search(sess, logits: np.ndarray, prompts: list[np.ndarray], c: _Confi
             div_ids = np.repeat(new_tok[:, :g * gs], gs, axis=0) if g else None
             lp = _log_probs(x32, c, hist, rows, div_ids)
             s, r, tk = ops.beam_step(lp if lp is not None else x32[rows], score[:, cols].reshape(-1), K,
-                                     group_size=gs, normalize=lp is None)
+                                     group_size=gs, normalize=lp is None and c.normalize)
             par = r - (np.arange(A) * gs)[:, None]
             for a in range(A):
                 b = int(active[a])
@@ -524,7 +525,7 @@ def beam_search(model: Any, input_ids: Any, *, num_beams: int, max_new_tokens: i
                 eos_token_id: Any = None, pad_token_id: int | None = None, do_sample: bool = False,
                 sampler: Sampler | None = None, seed: Any = None, num_beam_groups: int = 1,
                 diversity_penalty: float = 0.0, attention_mask: Any = None,
-                lengths: Any = None) -> BeamSearchResult:
+                lengths: Any = None, normalize: bool = True) -> BeamSearchResult:
     """Beam search, beam sampling or diverse beam search with Hugging Face semantics.
 
     Parameters
@@ -591,6 +592,12 @@ def beam_search(model: Any, input_ids: Any, *, num_beams: int, max_new_tokens: i
         Marks left (or right) padding of a 2-D ``input_ids``; the model never sees padding.
     lengths : int or array of B ints, optional
         Right padding: row b's prompt is ``input_ids[b, :lengths[b]]``.
+    normalize : bool, default True
+        True (HF): each step scores ``log_softmax`` of the model's logits. False: the model's
+        outputs are taken as per-token scores as they are (float32), so a hypothesis scores the
+        sum of its tokens' outputs: beam search over any additive score, such as the contrastive
+        score (:func:`fastdecode.contrastive_generate`). Processors, length penalty and early
+        stopping apply unchanged.
 
     Returns
     -------
@@ -622,6 +629,9 @@ def beam_search(model: Any, input_ids: Any, *, num_beams: int, max_new_tokens: i
     c = _config(num_beams, max_new_tokens, length_penalty, early_stopping, num_return_sequences,
                 no_repeat_ngram_size, eos_token_id, pad_token_id, do_sample, sampler, num_beam_groups,
                 diversity_penalty)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    c.normalize = bool(normalize)
     prompts, layout = as_prompts(input_ids, attention_mask=attention_mask, lengths=lengths)
     B = len(prompts)
     plen = np.array([p.size for p in prompts], np.int64)

@@ -68,6 +68,10 @@ class GenerateResult(_RowsView):
         The N most likely tokens at each step and their log-probabilities, best first.
     texts : list of str, optional
         The decoded new text per row (with ``decode``), cut at the stop string.
+    sampler_trace : dict of arrays, optional
+        With a stateful sampler (:class:`~fastdecode.adaptive.Mirostat`,
+        :class:`~fastdecode.adaptive.Entropix`): its per-step, per-row trace, arrays (B, n) (NaN /
+        -1 past a row's end); each class documents its keys.
     """
 
     sequences: np.ndarray
@@ -80,7 +84,7 @@ class GenerateResult(_RowsView):
     top_logprobs: np.ndarray | None = None
     top_ids: np.ndarray | None = None
     texts: list | None = None
-
+    sampler_trace: dict | None = None
 
 
 @dataclass
@@ -222,8 +226,11 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
     """The decoding loop as a generator of step events, ending with the result."""
     max_new = _int_arg(max_new_tokens, "max_new_tokens")
     min_new = _int_arg(min_new_tokens, "min_new_tokens")
-    if sampler is not None and not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a fastdecode.Sampler or None, got {type(sampler).__name__}")
+    # a stateful sampler (fastdecode.adaptive) brings _start(B) -> per-row state with _step,
+    # _select and _trace; the loop owns that state
+    stateful = sampler is not None and callable(getattr(sampler, "_start", None))
+    if sampler is not None and not stateful and not isinstance(sampler, Sampler):
+        raise TypeError(f"sampler must be a fastdecode.Sampler, Mirostat, Entropix or None, got {type(sampler).__name__}")
     if isinstance(logprobs, (bool, np.bool_)):
         n_top, want_lp = 0, bool(logprobs)
     else:
@@ -243,7 +250,10 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
     B = len(prompts)
     if layout["left"] and not (layout["offsets"] + np.array([p.size for p in prompts]) == layout["width"]).all():
         raise ValueError("attention_mask mixes left and right padding; pad every row on the same side")
-    if sampler is not None:
+    if stateful and n_top and logprobs_mode == "processed":
+        raise ValueError("logprobs_mode='processed' with top logprobs needs a Sampler; "
+                         f"{type(sampler).__name__} reports the chosen token's logprob only")
+    if sampler is not None and not stateful:
         nb = sampler._batch_size()
         if nb is not None and nb != B:
             raise ValueError(f"the sampler has per-row parameters for {nb} rows but there are {B} prompts")
@@ -275,7 +285,7 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
     track_text = decode is not None and (bool(stop_strs) or stream_text)
     max_seq = max((len(s) for s in stop_seqs), default=0)
     greedy = sampler is None
-    history_needed = sampler is not None and sampler.needs_history
+    history_needed = sampler is not None and bool(sampler.needs_history)
 
     if max_new == 0:
         for b in range(B):
@@ -289,8 +299,8 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
         V = sess.vocab_size
         _check_loop_ids(eos, stop_seqs, V)
         active = np.arange(B)
-        smp = sampler
-        per_row = sampler is not None and sampler._batch_size() is not None
+        smp = sampler._start(B) if stateful else sampler
+        per_row = not stateful and sampler is not None and sampler._batch_size() is not None
         step = 0
         while True:
             x = logits
@@ -395,7 +405,9 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
                 keep = np.flatnonzero(~done)
                 sess.select(keep)
                 active, tok = active[keep], tok[keep]
-                if per_row:
+                if stateful:
+                    smp._select(keep)
+                elif per_row:
                     smp = sampler._subset(active)
             logits = sess.extend(tok[:, None])[:, 0]
     except GeneratorExit:
@@ -409,8 +421,11 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
         except Exception:  # pragma: no cover - never mask the original error
             pass
         raise
-    yield _result(prompts, layout, hist, cur, plen, gen, pad, reasons, stop_by, token_lp, top_lp, top_id,
+    res = _result(prompts, layout, hist, cur, plen, gen, pad, reasons, stop_by, token_lp, top_lp, top_id,
                   decode, text_cut, max_new)
+    if stateful:
+        res.sampler_trace = smp._trace()
+    yield res
 
 
 def _check_loop_ids(eos: np.ndarray, stop_seqs: list[tuple[int, ...]], V: int) -> None:
@@ -490,10 +505,12 @@ _DOC_PARAMS = """
     input_ids : (B, S) int array, or a list of B token-id sequences (ragged)
         The prompts; every prompt needs at least one token.
     max_new_tokens : int >= 0
-    sampler : Sampler, optional
+    sampler : Sampler, Mirostat or Entropix, optional
         None is greedy decoding (first maximum). A :class:`~fastdecode.Sampler` applies its
         penalties, temperature, filters and a seeded pick (``Sampler(temperature=0)`` with
-        penalties is greedy over the penalised logits).
+        penalties is greedy over the penalised logits). :class:`~fastdecode.Mirostat` and
+        :class:`~fastdecode.Entropix` carry per-row state across the steps (owned by this call)
+        and report it in ``sampler_trace``.
     eos_token_id : int or list of ints, optional
         A row ends after emitting one of them (the EOS token is kept in ``sequences``).
     pad_token_id : int, optional

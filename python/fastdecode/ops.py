@@ -26,6 +26,7 @@ import numpy as np
 from . import _kernels as _k
 from ._array import (
     Logits,
+    _fix_layout,
     _is_torch,
     as_id_list,
     as_ids_matrix,
@@ -43,6 +44,7 @@ __all__ = [
     "repetition_penalty", "presence_frequency_penalty", "no_repeat_ngram", "logit_bias",
     "suppress_tokens", "allowed_tokens", "allowed_tokens_bitmask", "pack_bitmask", "bad_words",
     "argmax", "sample", "beam_step",
+    "speculative_verify", "VerifyResult",
 ]
 
 _NEG_INF = float("-inf")
@@ -808,6 +810,306 @@ def beam_step(logits: Any, beam_scores: Any, k: int, *, group_size: int | None =
 
 
 # --------------------------------------------------------------------------------------------
+# speculative decoding
+
+
+class VerifyResult(tuple):
+    """``(num_accepted, next_token)``: int64 arrays (B,) (0-d for a single row)."""
+
+    __slots__ = ()
+
+    def __new__(cls, num_accepted: Any, next_token: Any) -> "VerifyResult":
+        return tuple.__new__(cls, (num_accepted, next_token))
+
+    @property
+    def num_accepted(self) -> Any:
+        return self[0]
+
+    @property
+    def next_token(self) -> Any:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"VerifyResult(num_accepted={self[0]!r}, next_token={self[1]!r})"
+
+
+def _stack3(x: Any, name: str, dtype: str | None) -> tuple[np.ndarray, bool, bool]:
+    """(B, n, V) logits (or (n, V) for one row) as a NumPy array the binding reads as
+    (B * n, V) rows. Returns (array 3-D, one_row, torch_in)."""
+    torch_in = _is_torch(x)
+    if torch_in:
+        from ._array import _torch_to_numpy
+
+        a, bf16 = _torch_to_numpy(x, name)
+    else:
+        a = x if isinstance(x, np.ndarray) else np.asarray(x)
+        bf16 = False
+    if dtype is not None:
+        if dtype != "bfloat16":
+            raise ValueError(f"dtype must be None or 'bfloat16', got {dtype!r}")
+        if a.dtype not in (np.dtype(np.uint16), np.dtype(np.int16)):
+            raise TypeError(f"{name} must hold uint16 bits when dtype='bfloat16', got {a.dtype}")
+        a = a.view(np.uint16)
+    elif a.dtype.name == "bfloat16":
+        a = a.view(np.uint16)
+    elif not bf16 and (a.dtype.kind != "f" or a.dtype.newbyteorder("=") not in
+                       (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))):
+        raise TypeError(f"{name} must be float32, float64, float16 or bfloat16, got {a.dtype}")
+    one = a.ndim == 2
+    if one:
+        a = a[None]
+    if a.ndim != 3:
+        raise ValueError(f"{name} must be 3-D (B, n, V) (or 2-D (n, V) for one row), got shape "
+                         f"{a.shape}")
+    if a.shape[2] == 0:
+        raise ValueError(f"{name} must have at least one column (vocabulary size 0)")
+    return a, one, torch_in
+
+
+def speculative_verify(target_logits: Any, draft_tokens: Any, draft_logits: Any = None, *,
+                       num_drafts: Any = None, greedy: Any = False, seed: Any = None,
+                       position: Any = 0, dtype: str | None = None) -> VerifyResult:
+    """Verify drafted tokens against the target: how many are accepted, and the next token.
+
+    Parameters
+    ----------
+    target_logits : array_like, shape (B, gamma + 1, V) (or (gamma + 1, V) for one row)
+        The target's *processed* logits (after penalties, temperature and filters, removed tokens
+        ``-inf``: e.g. :meth:`Sampler.final_logits`) at the position of each draft and after the
+        last one. Row i is the distribution ``p_{i+1}`` that plain sampling would draw the token
+        at draft position i from.
+    draft_tokens : int array, shape (B, gamma)
+        The drafted ids.
+    draft_logits : array_like, shape (B, gamma, V), optional
+        The draft's processed logits each draft was drawn from (``q``). The drafts must have been
+        drawn from exactly these distributions, as :func:`sample` with temperature 1 and no filter
+        draws from them (:func:`fastdecode.speculative_generate` does this). None: the drafts are
+        deterministic (prompt lookup, a greedy draft), ``q`` is the one-hot of each draft.
+    num_drafts : int or array of B ints, optional
+        How many of each row's ``gamma`` drafts count (0 .. gamma); default all.
+    greedy : bool or array of B bools
+        Greedy verification for these rows: accept while the draft equals the first maximum of
+        the target row, then that maximum (token for token the greedy output of the target).
+    seed, position : int or array of B ints
+        The row's seed and the absolute position of its first draft (the history length).
+
+    Returns
+    -------
+    VerifyResult
+        ``(num_accepted, next_token)``, int64 arrays (B,): row b's output is
+        ``draft_tokens[b, :num_accepted[b]]`` followed by ``next_token[b]``.
+
+    Notes
+    -----
+    Speculative sampling (Leviathan et al. 2023, Algorithm 1; Chen et al. 2023): accept draft i
+    with probability ``min(1, p_i(d_i) / q_i(d_i))`` (``u < p/q`` with a 53-bit uniform); at the
+    first rejection draw from ``normalize(max(0, p_i - q_i))`` (from ``p_i`` if that is all
+    zero); after full acceptance draw the bonus token from ``p_{n+1}``. The output is then
+    distributed exactly as a token-by-token draw from the target. ``p`` and ``q`` are computed
+    exactly as the fused sampler computes its pick (float32 weights ``exp(z - max)``, summed in
+    float64), so a draft drawn by :func:`sample` is drawn from the very ``q`` tested here (the
+    condition Hugging Face broke in transformers #32867 and #47932). Random streams are keyed by
+    (seed, absolute position): a row's result does not depend on its batch.
+    """
+    t, one, torch_in = _stack3(target_logits, "target_logits", dtype)
+    B, G1, V = t.shape
+    G = G1 - 1
+    if G < 0:
+        raise ValueError("target_logits must have gamma + 1 >= 1 positions per row")
+    d = np.asarray(draft_tokens.detach().cpu().numpy() if _is_torch(draft_tokens) else draft_tokens)
+    if one:
+        d = d[None]
+    if d.size == 0:
+        d = d.reshape(B, 0) if d.ndim != 2 else d
+    if d.dtype.kind not in "iu" and d.size:
+        raise TypeError(f"draft_tokens must be integer token ids, got dtype {d.dtype}")
+    if d.shape != (B, G):
+        raise ValueError(f"draft_tokens must have shape {(B, G) if not one else (G,)} "
+                         f"(gamma = target positions - 1), got {np.shape(draft_tokens)}")
+    d = np.ascontiguousarray(d, dtype=np.int64)
+    q = None
+    if draft_logits is not None:
+        qa, qone, _ = _stack3(draft_logits, "draft_logits", dtype)
+        if qone != one or qa.shape != (B, G, V):
+            raise ValueError(f"draft_logits must have shape {(B, G, V) if not one else (G, V)} "
+                             f"(the target's rows and vocabulary, gamma positions), got "
+                             f"{np.shape(draft_logits)}")
+        q = _fix_layout(qa.reshape(B * G, V))
+    n = None
+    if num_drafts is not None:
+        n = row_param(num_drafts, B, "num_drafts", lo=0, hi=G, integer=True)
+        n = np.ascontiguousarray(np.broadcast_to(n, (B,)), dtype=np.int64)
+    g = np.asarray(greedy)
+    if g.dtype.kind not in "biu" or g.ndim > 1 or (g.ndim == 1 and g.size not in (1, B)):
+        raise ValueError(f"greedy must be a bool or an array of {B} bools")
+    g = np.ascontiguousarray(np.broadcast_to(g.astype(bool), (B,)), dtype=np.uint8)
+    seeds = pos = None
+    if not g.all():
+        seeds = _seeds(seed, B)
+        pos = _positions(position, B)
+    acc = np.empty(B, np.int64)
+    nxt = np.empty(B, np.int64)
+    _k.spec_verify(_fix_layout(t.reshape(B * G1, V)), q, d, G, n, g if g.any() else None, seeds,
+                   pos, acc, nxt, _threads[0])
+    if one:
+        acc, nxt = acc.reshape(()), nxt.reshape(())
+    if torch_in:
+        import torch
+
+        return VerifyResult(torch.from_numpy(acc), torch.from_numpy(nxt))
+    return VerifyResult(acc, nxt)
+
+
+
+# --------------------------------------------------------------------------------------------
+# contrastive decoding and classifier-free guidance
+
+__all__ += ["contrastive_logits", "guidance_logits"]
+
+
+def _logits_pair(a: Any, b: Any, aname: str, bname: str, dtype: str | None) -> tuple[Logits, Logits]:
+    la = as_logits(a, aname, dtype=dtype)
+    lb = as_logits(b, bname, dtype=dtype)
+    if la.one_d != lb.one_d or la.array.shape != lb.array.shape:
+        sa = la.array.shape[1:] if la.one_d else la.array.shape
+        sb = lb.array.shape[1:] if lb.one_d else lb.array.shape
+        what = (f" (vocabulary mismatch: {la.vocab} vs {lb.vocab} tokens)"
+                if la.vocab != lb.vocab else "")
+        raise ValueError(f"{bname} must have the shape of {aname} {sa}, got {sb}{what}")
+    return la, lb
+
+
+def _pair_out(la: Logits, lb: Logits, out: Any) -> tuple[np.ndarray, Any, np.ndarray | None]:
+    """(array the kernel writes, caller's out or None, scratch to copy from when out overlaps
+    an input: a failing row must leave the caller's arrays as they were)."""
+    want = np.float64 if (la.array.dtype == np.float64 and lb.array.dtype == np.float64) else np.float32
+    o, ret = prepare_out(out, la, dtype=np.dtype(want))
+    if np.may_share_memory(o, la.array) or np.may_share_memory(o, lb.array):
+        return np.empty(o.shape, o.dtype), ret, o
+    return o, ret, None
+
+
+def contrastive_logits(expert_logits: Any, amateur_logits: Any, *, alpha: Any = 0.1,
+                       amateur_temperature: Any = 1.0, beta: Any = None,
+                       filter_value: Any = _NEG_INF, out: Any = None,
+                       dtype: str | None = None) -> Any:
+    """The contrastive-decoding score of an expert and an amateur model's next-token logits.
+
+    Parameters
+    ----------
+    expert_logits, amateur_logits : array_like, shape (B, V) or (V,), the same shape
+        Any supported dtype each (they need not match); row-strided views are read in place.
+    alpha : float or array of B floats in [0, 1], default 0.1
+        The plausibility cut: only tokens with ``p_exp(x) >= alpha * max p_exp`` are scored.
+        0 scores every token the expert gives a finite logit; 1 only the expert's maxima.
+    amateur_temperature : float or array of B floats > 0, default 1.0
+        The amateur's logits are divided by it (τ of Li et al.; 0.5 sharpens the amateur).
+    beta : None, or float or array of B floats >= 0
+        None: Li et al.'s score ``log p_exp(x) - log softmax(z_ama / τ)(x)``. A number:
+        O'Brien & Lewis's ``(1 + β) z_exp(x) - β z_ama(x) / τ`` (β ≈ 0.5 in the paper).
+    filter_value : float, default -inf
+        The value of tokens outside the plausibility head.
+    out : array, optional
+        float32 destination (float64 when both inputs are float64) of the logits' shape; may be
+        one of the inputs.
+    dtype : {None, "bfloat16"}
+        Set when the inputs are ``uint16`` arrays holding bfloat16 bits (applies to both).
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        float32 scores (float64 for float64 inputs), in the expert's array type and shape.
+
+    Raises
+    ------
+    ValueError
+        ``alpha`` outside [0, 1], ``amateur_temperature <= 0``, ``beta < 0`` (the message names
+        the argument and the row); shapes that differ (a vocabulary mismatch); NaN or +inf in
+        either input, a row of the expert with no finite logit, or under Li's formula an amateur
+        row with no finite logit (naming the argument and the row); an amateur logit of -inf
+        inside the head (its score would be +inf).
+
+    Notes
+    -----
+    Li et al. 2022, "Contrastive Decoding: Open-ended Text Generation as Optimization" (arXiv
+    2210.15097), and O'Brien & Lewis 2023, "Contrastive Decoding Improves Reasoning in Large
+    Language Models" (arXiv 2309.09117). The plausibility head ``V_head`` is decided in logit space,
+    without exponentiating the row: ``x`` is in it when ``z_exp(x)`` is finite and
+    ``(z_exp(x) - max z_exp) >= log(alpha)`` (the difference in float32, the comparison in
+    float64), exactly the set :func:`min_p` keeps for ``p = alpha``; the maximum is always in it.
+    Logits are loaded as float32 (float64 stays float64 when both inputs are float64); the log-
+    normalisers are float64 sums, the score is evaluated in float64 and rounded once. A token
+    outside the head gets ``filter_value`` whatever the amateur says; one inside it whose amateur
+    logit is -inf raises rather than scoring +inf. The result is the input of a greedy, sampling
+    or beam-search step (:func:`fastdecode.contrastive_generate` runs those loops).
+    """
+    la, lb = _logits_pair(expert_logits, amateur_logits, "expert_logits", "amateur_logits", dtype)
+    B = la.batch
+    a = row_param(alpha, B, "alpha", lo=0.0, hi=1.0)
+    t = row_param(amateur_temperature, B, "amateur_temperature", lo=0.0, lo_open=True, hi=math.inf,
+                  hi_open=True)
+    if beta is None:
+        b, use_beta = np.zeros(1), False
+    else:
+        b, use_beta = row_param(beta, B, "beta", lo=0.0, hi=math.inf, hi_open=True), True
+    fv = _filter_value(filter_value)
+    o, ret, dest = _pair_out(la, lb, out)
+    _k.contrastive(la.array, lb.array, o, a, t, b, use_beta, fv, _threads[0])
+    if dest is not None:
+        np.copyto(dest, o)
+        o = dest
+    return ret if ret is not None else la.wrap_float(o)
+
+
+def guidance_logits(cond_logits: Any, uncond_logits: Any, guidance_scale: Any, *,
+                    normalize: bool = True, out: Any = None, dtype: str | None = None) -> Any:
+    """Classifier-free guidance of next-token logits: ``u + g (c - u)``, Hugging Face's arithmetic.
+
+    Parameters
+    ----------
+    cond_logits, uncond_logits : array_like, shape (B, V) or (V,), the same shape
+        The model's logits on the prompt (conditional) and on a negative or empty prompt
+        (unconditional).
+    guidance_scale : float or array of B floats (finite)
+        ``g``; 1 is no guidance, > 1 pushes away from the unconditional distribution.
+    normalize : bool, default True
+        True: ``c, u`` are the log-softmax of the inputs and ``g == 1`` returns ``c``
+        (``UnbatchedClassifierFreeGuidanceLogitsProcessor``, which ``model.generate`` uses for
+        ``guidance_scale`` with ``negative_prompt_ids``). False: ``c, u`` are the raw logits
+        (``ClassifierFreeGuidanceLogitsProcessor``, the batched form for encoder-decoder models).
+    out : array, optional
+        float32 destination (float64 when both inputs are float64); may be one of the inputs.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        float32 (float64) guided scores in the conditional input's type and shape.
+
+    Notes
+    -----
+    HF computes ``g * (c - u) + u`` (unbatched) and ``u + (c - u) * g`` (batched) on float32
+    tensors; here each operation is rounded to float32 the same way (``g`` rounded to float32
+    first, as torch does with a Python scalar), and the log-softmax is fastdecode's (float64 sums;
+    it can differ from torch's in the last bit). Where either input is ``-inf`` the result is
+    ``-inf`` (torch gives NaN for ``-inf - -inf`` and ``0 * -inf``, and NaN or +inf where only the
+    unconditional logit is ``-inf``), except ``g == 1`` with ``normalize``, which returns ``c``
+    unchanged as HF does. With ``normalize`` a row with no finite value raises ``ValueError``
+    naming the argument; a finite result that overflows (absurd ``g``) raises too.
+    """
+    la, lb = _logits_pair(cond_logits, uncond_logits, "cond_logits", "uncond_logits", dtype)
+    g = row_param(guidance_scale, la.batch, "guidance_scale", lo=-math.inf, hi=math.inf,
+                  lo_open=True, hi_open=True)
+    if not isinstance(normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize must be a bool, got {normalize!r}")
+    o, ret, dest = _pair_out(la, lb, out)
+    _k.guidance(la.array, lb.array, o, g, bool(normalize), _threads[0])
+    if dest is not None:
+        np.copyto(dest, o)
+        o = dest
+    return ret if ret is not None else la.wrap_float(o)
+
+
+# --------------------------------------------------------------------------------------------
 # adaptive samplers (csrc/core/adaptive.c): adaptive / dynamic temperature, XTC, DRY
 
 __all__ += ["adaptive_temperature", "dynamic_temperature", "xtc", "dry"]
@@ -887,7 +1189,8 @@ def dynamic_temperature(logits: Any, temperature: Any, delta: Any, exponent: Any
     llama.cpp's rules, one by one. ``delta == 0``: ``T' = T``. Otherwise, with ``N`` the number of
     finite logits (the candidates still in play: run it after the filters, as llama.cpp does, and
     ``-inf`` tokens do not count) and ``H`` the entropy of their softmax: ``N <= 1`` leaves the row
-    unchanged; else ``T' = T_min + (T_max - T_min) * (H / ln N) ** exponent`` with
+    unchanged; else ``T' = T_min + (T_max - T_min) * (H / ln N) ** exponent`` (the ratio clamped
+    to [0, 1] against rounding) with
     ``T_min = max(0, T - delta)``, ``T_max = T + delta``. ``T' == 0`` is greedy as in llama.cpp: the
     first maximum keeps its logit and every other token becomes ``-inf`` (also when ``logits / T'``
     would overflow the dtype). Division in float32 (float64 for float64 input), rounded once to

@@ -261,6 +261,155 @@ fd_status fd_beam_step(const fd_rows *in, const float *beam_scores, int64_t grou
                        void *ws, fd_errinfo *err);
 
 /* ---------------------------------------------------------------------------------------------
+ * speculative.c: verification of drafted tokens (speculative decoding).
+ * --------------------------------------------------------------------------------------------- */
+
+/* The fd_uniform draw indices of speculative decoding (fd_sample uses draw 0): the acceptance test
+ * of the draft at a position, the residual or bonus token drawn at a position, and the draft's
+ * own draw at a position (made by the caller through fd_sample with explicit uniforms). */
+#define FD_DRAW_SPEC_ACCEPT 0x5350454341ull
+#define FD_DRAW_SPEC_NEXT 0x535045434eull
+#define FD_DRAW_SPEC_DRAFT 0x5350454344ull
+
+size_t fd_spec_verify_workspace(int64_t n_cols);
+/* Verifies the drafts of B = target->n_rows / (gamma + 1) rows (n_rows must be a multiple of
+ * gamma + 1, else FD_ESHAPE). Row b owns target rows b * (gamma + 1) + i, i = 0 .. gamma: the
+ * target's processed logits at the position of draft i + 1 (row gamma: after the last draft);
+ * draft rows b * gamma + i (draft may be NULL: deterministic drafts) with the draft's processed
+ * logits for draft i + 1; tokens[b * tokens_stride + i] the drafted ids; n_draft[b] in [0, gamma]
+ * (NULL: gamma) how many of them count. greedy[b] != 0 (greedy may be NULL: none) verifies row b
+ * greedily (drafts accepted while equal to the target row's first maximum, then that maximum);
+ * otherwise by the speculative sampling rule, with seed[b * seed_stride] and
+ * position[b * position_stride] = the absolute position of the first draft (see speculative.c
+ * for the rule and the random streams). p and q are the distributions fd_sample draws from with
+ * temperature 1 and no filter on those rows. Writes n_accepted[b] (0 .. n_draft[b]) and
+ * next_token[b] (the residual, bonus or greedy token). Only the rows needed for the decision are
+ * read. Errors (err->row = b): FD_EINVAL for n_draft outside [0, gamma], missing seeds, or a draft
+ * token of probability 0 under its own q (err->index = gamma + 1 + i); FD_ERANGE for a draft id
+ * outside [0, n_cols) (err->index = i); FD_ENAN / FD_EPOSINF / FD_ENOFINITE for a target row i
+ * (err->index = i) or a draft row i (err->index = gamma + 1 + i). ws: at least
+ * fd_spec_verify_workspace(n_cols) bytes. */
+fd_status fd_spec_verify(const fd_rows *target, const fd_rows *draft, const int64_t *tokens,
+                         int64_t tokens_stride, int64_t gamma, const int64_t *n_draft,
+                         const uint8_t *greedy, const uint64_t *seed, int64_t seed_stride,
+                         const int64_t *position, int64_t position_stride, int64_t *n_accepted,
+                         int64_t *next_token, void *ws, fd_errinfo *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * mirostat.c / entropix.c: stateful and entropy-driven samplers. Per-row state lives in caller
+ * arrays, one value per row; a row's result never depends on another row.
+ * --------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    fd_param tau;          /* target surprise in bits, > 0 (finite) */
+    fd_param eta;          /* learning rate, >= 0 (finite) */
+    fd_param temperature;  /* >= 0, applied first (z / T in float32); 0: greedy, surprise 0 */
+    int version;           /* 1 or 2 */
+    int64_t m;             /* v1: tokens used to estimate s_hat, >= 1 (llama.cpp: 100) */
+} fd_mirostat_params;
+
+size_t fd_mirostat_workspace(int64_t n_cols);
+/* One mirostat step per row (llama.cpp llama_sampler_mirostat{,_v2}; mirostat.c states the exact
+ * computation). mu[r] (bits, finite; llama.cpp starts at 2 tau) is read and replaced by
+ *   mu - eta * (surprise - tau),  surprise = -log2 p(token) under the truncated distribution.
+ * v2 keeps the tokens with -log2 p <= mu (at least the first maximum); v1 keeps the top k with k
+ * from the Zipf exponent estimated on the top m logits. The pick is inverse CDF in ascending id
+ * order with u from rng (as fd_sample). tokens[r] always; logprob[r] (log p of the token under the
+ * truncated distribution) and n_kept[r] (survivors) when not NULL. Bad tau / eta / T / mu give
+ * FD_EINVAL with err->row, a bad version or m FD_EINVAL with row -1. Rows before a failing row have
+ * been written (mu included). ws: fd_mirostat_workspace(n_cols) bytes. */
+fd_status fd_mirostat(const fd_rows *in, const fd_mirostat_params *params, const fd_rng_args *rng,
+                      double *mu, int64_t *tokens, double *logprob, int64_t *n_kept, void *ws,
+                      fd_errinfo *err);
+
+/* entropix branches (xjdr-alt/entropix torch_sampler.py `sample`), tested in this order. */
+typedef enum {
+    FD_ENTROPIX_ARGMAX = 0,   /* H < low_entropy and V < low_varentropy: first maximum */
+    FD_ENTROPIX_CLARIFY = 1,  /* H > helv_entropy and V < low_varentropy, clarify_token >= 0 and
+                                 not the row's last token: clarify_token itself */
+    FD_ENTROPIX_HELV = 2,     /* same quadrant otherwise: T' = min(helv_t_max, T * helv_t_factor) */
+    FD_ENTROPIX_LEHV = 3,     /* H < lehv_entropy and V > lehv_varentropy: T' = min(lehv_t_max,
+                                 T * lehv_t_factor), k' = max(lehv_k_min, floor(k * lehv_k_factor))
+                                 (k = 0 stays 0: disabled) */
+    FD_ENTROPIX_HEHV = 4,     /* H > hehv_entropy and V > hehv_varentropy: T' = max(hehv_t_min,
+                                 T * hehv_t_factor), p' = max(hehv_p_min, p - hehv_p_delta) */
+    FD_ENTROPIX_ADAPTIVE = 5  /* otherwise: T' = T (1 + a_t (H + V)), min_p' = clamp(a_min_p (1 -
+                                 a_m (H + V)), 0.01, 0.5); n_samples draws, the one with the
+                                 highest raw logit wins (first on ties) */
+} fd_entropix_branch;
+
+/* Every field a double, in this order (the binding fills it from a float64 array). */
+typedef struct {
+    double temperature, top_k, top_p, min_p; /* the base sampler (entropix: .666, 27, .9, 0) */
+    double low_entropy, low_varentropy;      /* .1, .1 */
+    double helv_entropy;                     /* 3 */
+    double lehv_entropy, lehv_varentropy;    /* 5, 5 */
+    double hehv_entropy, hehv_varentropy;    /* 5, 5 */
+    double helv_t_factor, helv_t_max;        /* 1.3, 1.5 */
+    double lehv_t_factor, lehv_t_max, lehv_k_factor, lehv_k_min; /* 1.2, 1.5, 1.5, 5 */
+    double hehv_t_factor, hehv_t_min, hehv_p_delta, hehv_p_min;  /* 2, 2, 0, .5 */
+    double a_t, a_min_p, a_m, n_samples;     /* .3, .03, .5, 5 */
+    double clarify_token;                    /* < 0: none (entropix hard-codes 2564) */
+} fd_entropix_params;
+#define FD_ENTROPIX_NPARAMS 26
+
+size_t fd_entropix_workspace(int64_t n_cols);
+/* One entropix step per row. H and V are the entropy and varentropy of softmax(row) in bits
+ * (fd_entropy / ln 2 and / ln^2 2), written to entropy[r] / varentropy[r] when not NULL; the
+ * branch (fd_entropix_branch) to branch[r]. Sampling branches call fd_sample (HF order:
+ * temperature, top-k, top-p, min-p) on the row with the branch's parameters and the uniform
+ * fd_uniform(seed, position, j) of draw j (j = 0 except in the adaptive branch); rng->uniform must
+ * be NULL. last_token (NULL: none) is each row's previous token, for the clarify rule. logprob[r]
+ * (may be NULL): log p of the token under the branch's filtered distribution (0 for ARGMAX and
+ * CLARIFY). Parameters are validated before any row is read (FD_EINVAL, row -1). */
+fd_status fd_entropix(const fd_rows *in, const fd_entropix_params *params,
+                      const int64_t *last_token, const fd_rng_args *rng, int64_t *tokens,
+                      int64_t *branch, double *entropy, double *varentropy, double *logprob,
+                      void *ws, fd_errinfo *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * contrastive.c: contrastive decoding (expert / amateur) and classifier-free guidance.
+ *
+ * Both take two row matrices of the same shape (any dtypes, any row strides) and write `out`
+ * (FD_F32 or FD_F64, the same shape; it may alias either input exactly: each row is read in full
+ * before it is written). With FD_F32 the rows are loaded as float32 and the arithmetic is float32
+ * values evaluated in double (sums in double), rounded once; with FD_F64 it is double throughout.
+ * NaN / +inf in an input give FD_ENAN / FD_EPOSINF; err->index is the column for the first input
+ * and n_cols + column for the second, so the caller can name the argument. Rows are checked
+ * before they are written; earlier rows may already be written.
+ * --------------------------------------------------------------------------------------------- */
+
+size_t fd_contrastive_workspace(int64_t n_cols);
+/* Per row r, with head(x) = z_e(x) > -inf and !((z_e(x) - max z_e) < log(alpha)) (the min-p mask
+ * of the expert; the subtraction in float32 for FD_F32 output; alpha = 0 keeps every finite
+ * expert logit):
+ *   use_beta == 0: out(x) = log_softmax(z_e)(x) - log_softmax(z_a / tau)(x)   (Li et al. 2022)
+ *   use_beta != 0: out(x) = (1 + beta) z_e(x) - beta z_a(x) / tau           (O'Brien & Lewis 2023)
+ * on the head, filter_value (rounded to the output dtype) elsewhere. alpha in [0, 1], tau > 0
+ * finite, beta >= 0 finite (per row, fd_param), filter_value not NaN; else FD_EINVAL with
+ * err->row = r and err->index = -1 (also when finite inputs give an infinite score). An expert row
+ * with no finite logit gives FD_ENOFINITE (err->index 0), an amateur row with none under Li
+ * FD_ENOFINITE (err->index n_cols). A head token whose amateur logit is -inf (its score would be
+ * +inf) gives FD_EINVAL with err->index = n_cols + column. ws: fd_contrastive_workspace(n_cols)
+ * bytes, 64-byte aligned. */
+fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd_rows *out,
+                         fd_param alpha, fd_param amateur_temperature, fd_param beta, int use_beta,
+                         double filter_value, void *ws, fd_errinfo *err);
+
+size_t fd_guidance_workspace(int64_t n_cols);
+/* Classifier-free guidance, Hugging Face arithmetic, g = guidance_scale[r] (finite):
+ *   normalize != 0: c = log_softmax(cond), u = log_softmax(uncond); out = g * (c - u) + u, and
+ *                   out = c when g == 1 (UnbatchedClassifierFreeGuidanceLogitsProcessor);
+ *   normalize == 0: out = u + (c - u) * g with c, u the raw rows (ClassifierFreeGuidanceLogitsProcessor).
+ * FD_F32: each operation rounded to float32 as torch does (g rounded to float32 first). Where
+ * c or u is -inf the output is -inf (torch would give NaN or an infinity there), except out = c
+ * for g == 1 with normalize. With normalize a row with no finite value gives FD_ENOFINITE
+ * (err->index 0 for cond, n_cols for uncond). A non-finite g or a finite result that overflows
+ * gives FD_EINVAL (err->index -1, or the column). ws: fd_guidance_workspace(n_cols) bytes. */
+fd_status fd_guidance(const fd_rows *cond, const fd_rows *uncond, const fd_rows *out,
+                      fd_param guidance_scale, int normalize, void *ws, fd_errinfo *err);
+
+/* ---------------------------------------------------------------------------------------------
  * adaptive.c: the stateless adaptive samplers (semantics and references: the file comment there).
  * in/out: same shape and dtype, out may alias in (same data and row stride). Kept tokens are
  * copied through unchanged; scaled ones are computed in float32 (float64 rows in double) and
@@ -282,10 +431,11 @@ fd_status fd_adaptive_temperature(const fd_rows *in, const fd_rows *out, double 
                                   void *ws, fd_errinfo *err);
 /* llama.cpp temp-ext: temperature T >= 0, delta >= 0, exponent >= 0 (finite; else FD_EINVAL).
  * delta == 0: T' = T. delta > 0: N = finite logits; N <= 1 leaves the row as it is (temp_out NaN);
- * else T' = T_min + (T_max - T_min) (max(H, 0) / ln N)^exponent, T_min = max(0, T - delta),
- * T_max = T + delta, H the entropy (nats) of softmax(in). out = in / T'; T' == 0 (or 0 in float32 for non-float64 rows) or a scaled
- * maximum that overflows: the one-hot of the first maximum. A row of all -inf is copied.
- * temp_out (may be NULL) receives T'. */
+ * else T' = T_min + (T_max - T_min) r^exponent, r = H / ln N clamped to [0, 1], H the entropy
+ * (nats) of softmax(in), T_min = max(0, T - delta), T_max = T + delta. out = in / T' (-inf stays
+ * -inf); T' == 0 (or 0 in float32 for non-float64 rows) or a scaled maximum that overflows the
+ * dtype: the one-hot of the first maximum. A row of all -inf is copied. temp_out (may be NULL)
+ * receives T'. */
 fd_status fd_dynamic_temperature(const fd_rows *in, const fd_rows *out, fd_param temperature,
                                  fd_param delta, fd_param exponent, double *temp_out, void *ws,
                                  fd_errinfo *err);

@@ -144,7 +144,9 @@ class HFModel:
         self._net = model if num_layers is None or num_layers == total else _early_layers_view(model, num_layers)
         head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
         w = getattr(head, "weight", None)
-        self.vocab_size = int(w.shape[0]) if w is not None else int(config.vocab_size)
+        n_out = getattr(head, "out_features", None)  # also set on quantized Linear heads
+        self.vocab_size = int(n_out) if isinstance(n_out, int) else (
+            int(w.shape[0]) if isinstance(w, torch.Tensor) else int(config.vocab_size))
         emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
         self.input_vocab_size = int(getattr(emb, "num_embeddings", self.vocab_size))
         self._copy = self.device.type != "cpu"
