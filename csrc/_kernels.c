@@ -1582,6 +1582,194 @@ k_floor(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
                     "_floor");
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* adaptive samplers (core/adaptive.c)                                                          */
+
+/* adaptive_temperature(x, out, beta_out float64 (B,) or None, n_threads) and
+ * dynamic_temperature(x, out, temperature, delta, exponent, temp_out or None, n_threads) */
+typedef struct {
+    fd_rows x, out;
+    fd_param t, d, e;
+    double *aux;
+    int dynamic;
+} temper_ctx;
+
+static fd_status
+temper_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const temper_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1), out = sub_rows(&c->out, r0, r1);
+    double *aux = c->aux ? c->aux + r0 : NULL;
+    if (c->dynamic) {
+        return fd_dynamic_temperature(&x, &out, sub_param(c->t, r0), sub_param(c->d, r0),
+                                      sub_param(c->e, r0), aux, ws, e);
+    }
+    return fd_adaptive_temperature(&x, &out, aux, ws, e);
+}
+
+static PyObject *
+temper_common(temper_ctx *c, PyObject *aux, PyObject *nt_obj, const char *fname)
+{
+    long nt;
+    if (long_from(nt_obj, &nt) < 0) {
+        return NULL;
+    }
+    if (c->x.dtype != c->out.dtype) {
+        PyErr_SetString(PyExc_TypeError, "out must have the dtype of logits");
+        return NULL;
+    }
+    c->aux = NULL;
+    if (aux != Py_None &&
+        (c->aux = (double *)vec_from(aux, c->dynamic ? "temperature_out" : "beta_out",
+                                     NPY_FLOAT64, c->x.n_rows, NULL, 1)) == NULL) {
+        return NULL;
+    }
+    if (precheck_in_place(&c->x, &c->out, fname) < 0) {
+        return NULL;
+    }
+    return run_rows(temper_rows, c, c->x.n_rows, c->x.n_cols,
+                    fd_adaptive_workspace(c->x.n_cols), nt, fname);
+}
+
+static PyObject *
+k_adaptive_temperature(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    temper_ctx c = {.dynamic = 0};
+    if (check_nargs("adaptive_temperature", nargs, 4) < 0 ||
+        rows_from(args[0], "logits", 0, &c.x) < 0 || rows_from(args[1], "out", 1, &c.out) < 0 ||
+        same_shape(&c.x, &c.out, "out") < 0) {
+        return NULL;
+    }
+    return temper_common(&c, args[2], args[3], "adaptive_temperature");
+}
+
+static PyObject *
+k_dynamic_temperature(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    temper_ctx c = {.dynamic = 1};
+    if (check_nargs("dynamic_temperature", nargs, 7) < 0 ||
+        rows_from(args[0], "logits", 0, &c.x) < 0 || rows_from(args[1], "out", 1, &c.out) < 0 ||
+        same_shape(&c.x, &c.out, "out") < 0 ||
+        param_from(args[2], "temperature", c.x.n_rows, &c.t) < 0 ||
+        param_from(args[3], "delta", c.x.n_rows, &c.d) < 0 ||
+        param_from(args[4], "exponent", c.x.n_rows, &c.e) < 0) {
+        return NULL;
+    }
+    return temper_common(&c, args[5], args[6], "dynamic_temperature");
+}
+
+/* xtc(x, out, probability, threshold, min_keep, seeds uint64, positions int64,
+ *     uniforms float64 or None, filter_value, n_threads) */
+typedef struct {
+    fd_rows x, out;
+    fd_param p, t, mk;
+    fd_rng_args rng;
+    double fv;
+} xtc_ctx;
+
+static fd_status
+xtc_rows(const void *p, int64_t r0, int64_t r1, void *ws, fd_errinfo *e)
+{
+    const xtc_ctx *c = p;
+    fd_rows x = sub_rows(&c->x, r0, r1), out = sub_rows(&c->out, r0, r1);
+    fd_rng_args rng = c->rng;
+    rng.seed += r0 * rng.seed_stride;
+    rng.position += r0 * rng.position_stride;
+    if (rng.uniform) {
+        rng.uniform += r0 * rng.uniform_stride;
+    }
+    return fd_xtc(&x, &out, sub_param(c->p, r0), sub_param(c->t, r0), sub_param(c->mk, r0), &rng,
+                  c->fv, ws, e);
+}
+
+static PyObject *
+k_xtc(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    xtc_ctx c;
+    long nt;
+    if (check_nargs("xtc", nargs, 10) < 0 || rows_from(args[0], "logits", 0, &c.x) < 0 ||
+        rows_from(args[1], "out", 1, &c.out) < 0 || same_shape(&c.x, &c.out, "out") < 0 ||
+        param_from(args[2], "probability", c.x.n_rows, &c.p) < 0 ||
+        param_from(args[3], "threshold", c.x.n_rows, &c.t) < 0 ||
+        param_from(args[4], "min_tokens_to_keep", c.x.n_rows, &c.mk) < 0) {
+        return NULL;
+    }
+    if (c.x.dtype != c.out.dtype) {
+        PyErr_SetString(PyExc_TypeError, "out must have the dtype of logits");
+        return NULL;
+    }
+    int64_t B = c.x.n_rows;
+    c.rng.uniform = NULL;
+    c.rng.uniform_stride = 0;
+    if ((c.rng.seed = per_row_from(args[5], "seed", NPY_UINT64, B, &c.rng.seed_stride)) == NULL ||
+        (c.rng.position = per_row_from(args[6], "position", NPY_INT64, B,
+                                       &c.rng.position_stride)) == NULL) {
+        return NULL;
+    }
+    if (args[7] != Py_None && (c.rng.uniform = per_row_from(args[7], "uniforms", NPY_FLOAT64, B,
+                                                            &c.rng.uniform_stride)) == NULL) {
+        return NULL;
+    }
+    if (double_from(args[8], &c.fv) < 0 || long_from(args[9], &nt) < 0) {
+        return NULL;
+    }
+    if (c.fv != c.fv || c.fv == Py_HUGE_VAL) {
+        PyErr_SetString(PyExc_ValueError, "filter_value must not be NaN or +inf");
+        return NULL;
+    }
+    if (precheck_in_place(&c.x, &c.out, "xtc") < 0) {
+        return NULL;
+    }
+    return run_rows(xtc_rows, &c, B, c.x.n_cols, fd_adaptive_workspace(c.x.n_cols), nt, "xtc");
+}
+
+/* dry(x, ids, begin, end, multiplier, base, allowed_length, last_n, flat int64, offsets int64):
+ * in place on x, like history_penalty. */
+static PyObject *
+k_dry(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *result = NULL;
+    void *raw = NULL;
+    fd_rows x;
+    fd_ids ids;
+    fd_param mult, base, allowed, last_n;
+    npy_intp nflat, noff;
+    const int64_t *flat, *off;
+    if (check_nargs("dry", nargs, 10) < 0 || penalty_args(args, &x, &ids) < 0 ||
+        param_from(args[4], "multiplier", x.n_rows, &mult) < 0 ||
+        param_from(args[5], "base", x.n_rows, &base) < 0 ||
+        param_from(args[6], "allowed_length", x.n_rows, &allowed) < 0 ||
+        param_from(args[7], "penalty_last_n", x.n_rows, &last_n) < 0 ||
+        (flat = vec_from(args[8], "sequence_breakers", NPY_INT64, -1, &nflat, 0)) == NULL ||
+        (off = vec_from(args[9], "sequence_breakers offsets", NPY_INT64, -1, &noff, 0)) == NULL) {
+        goto done;
+    }
+    if (noff < 1 || off[0] != 0 || off[noff - 1] != nflat) {
+        PyErr_SetString(PyExc_ValueError, "sequence_breakers offsets are inconsistent");
+        goto done;
+    }
+    for (npy_intp i = 0; i + 1 < noff; i++) {
+        if (off[i + 1] <= off[i]) {
+            PyErr_SetString(PyExc_ValueError, "sequence_breakers entries must be non-empty");
+            goto done;
+        }
+    }
+    if (noff - 1 > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "too many sequence_breakers");
+        goto done;
+    }
+    void *ws = ws_alloc(fd_dry_workspace(x.n_cols, ids.n_cols, noff - 1), &raw);
+    if (ws == NULL) {
+        goto done;
+    }
+    fd_errinfo e = {-1, -1};
+    fd_status st = fd_dry(&x, &ids, mult, base, allowed, last_n, flat, off, noff - 1, ws, &e);
+    result = finish(st, &e, "dry", e.row >= 0 ? "input_ids" : "sequence_breakers");
+done:
+    PyMem_RawFree(raw);
+    return result;
+}
+
 static PyMethodDef kernels_methods[] = {
     {"filter", (PyCFunction)(void (*)(void))k_filter, METH_FASTCALL, NULL},
     {"softmax", (PyCFunction)(void (*)(void))k_softmax, METH_FASTCALL, NULL},
@@ -1601,6 +1789,12 @@ static PyMethodDef kernels_methods[] = {
     {"spec_verify", (PyCFunction)(void (*)(void))k_spec_verify, METH_FASTCALL, NULL},
     {"mirostat", (PyCFunction)(void (*)(void))k_mirostat, METH_FASTCALL, NULL},
     {"entropix", (PyCFunction)(void (*)(void))k_entropix, METH_FASTCALL, NULL},
+    {"adaptive_temperature", (PyCFunction)(void (*)(void))k_adaptive_temperature, METH_FASTCALL,
+     NULL},
+    {"dynamic_temperature", (PyCFunction)(void (*)(void))k_dynamic_temperature, METH_FASTCALL,
+     NULL},
+    {"xtc", (PyCFunction)(void (*)(void))k_xtc, METH_FASTCALL, NULL},
+    {"dry", (PyCFunction)(void (*)(void))k_dry, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -141,6 +141,8 @@ SCORES = np.array([0.0, -1.0, -0.5, -2.0], dtype=np.float32)
 SCORES_NAN = np.array([0.0, np.nan, 0.0, 0.0], dtype=np.float32)
 SAMPLER = fd.Sampler(temperature=0.8, top_p=0.9, repetition_penalty=1.1,
                      presence_penalty=0.2, no_repeat_ngram_size=2, seed=0)
+SAMPLER_ADAPTIVE = fd.Sampler(temperature=0.8, top_k=20, dynatemp_range=0.5, xtc_probability=0.5,
+                              xtc_threshold=0.05, dry_multiplier=0.8, seed=0)
 
 
 class _BadBool:
@@ -487,6 +489,49 @@ DIRECT += [
     ("guidance_readonly", "guidance", (X, XA, OUT_RO, _T1, True, 1), ValueError),
     ("guidance_neg_row", "guidance", (XNEG, XA, OUT, _T1, True, 1), ValueError),
 ]
+
+# adaptive samplers (csrc/core/adaptive.c): public cases, returning and raising, and direct ones
+API += [
+    ("adaptive_temperature", lambda: fd.adaptive_temperature(X, out=OUT, return_beta=True), None),
+    ("adaptive_temperature_f16", lambda: fd.adaptive_temperature(X16), None),
+    ("adaptive_temperature_neg_row", lambda: fd.adaptive_temperature(XNEG), ValueError),
+    ("dynamic_temperature", lambda: fd.dynamic_temperature(X, T_ROWS, 0.5, 1.5,
+                                                           return_temperature=True), None),
+    ("dynamic_temperature_nan", lambda: fd.dynamic_temperature(XNAN, 1.0, 0.5), ValueError),
+    ("dynamic_temperature_bad", lambda: fd.dynamic_temperature(X, 1.0, -0.5), ValueError),
+    ("xtc", lambda: fd.xtc(X, 1.0, 0.01, seed=SEEDS, position=POS, out=OUT), None),
+    ("xtc_uniforms", lambda: fd.xtc(X64, P_ROWS, 0.02, uniforms=U), None),
+    ("xtc_nan", lambda: fd.xtc(XNAN, 1.0, 0.1, seed=1), ValueError),
+    ("xtc_bad", lambda: fd.xtc(X, 1.5, 0.1, seed=1), ValueError),
+    ("dry", lambda: fd.dry(X, IDS, 0.8, 1.75, 1, -1, [[int(IDS[0, 0])], [3, 4]], out=OUT), None),
+    ("dry_id_hi", lambda: fd.dry(X, IDS_HI, 0.8), ValueError),
+    ("dry_bad_base", lambda: fd.dry(X, IDS, 0.8, 0.5), ValueError),
+    ("Sampler_adaptive", lambda: SAMPLER_ADAPTIVE(X, IDS), None),
+]
+_B1 = np.array([1.0])
+_AL = np.array([2.0])
+_LN = np.array([-1.0])
+_FL0 = np.zeros(0, np.int64)
+_OF0 = np.zeros(1, np.int64)
+DIRECT += [
+    ("adaptive_temperature_nargs", "adaptive_temperature", (X, OUT, None), TypeError),
+    ("adaptive_temperature_out_dtype", "adaptive_temperature", (X, OUT64, None, 1), TypeError),
+    ("adaptive_temperature_beta_len", "adaptive_temperature", (X, OUT, _H_SHORT, 1), ValueError),
+    ("dynamic_temperature_neg", "dynamic_temperature",
+     (X, OUT, _T1, np.array([-1.0]), _T1, None, 1), ValueError),
+    ("dynamic_temperature_out_shape", "dynamic_temperature",
+     (X, OUT_SHORT, _T1, _T1, _T1, None, 1), ValueError),
+    ("xtc_uniform_bad", "xtc", (X, OUT, _ONE, _P / 50, _MK, SEEDS, POS, U_BAD, _NI, 1), ValueError),
+    ("xtc_seed_dtype", "xtc", (X, OUT, _ONE, _P / 50, _MK, _SEEDS_I64, POS, None, _NI, 1), TypeError),
+    ("xtc_fv_posinf", "xtc", (X, OUT, _ONE, _P / 50, _MK, SEEDS, POS, None, np.inf, 1), ValueError),
+    ("dry_offsets_bad", "dry", (OUT, IDS, None, None, _ONE, _B1, _AL, _LN, _FLAT, _OFF_BAD),
+     ValueError),
+    ("dry_breaker_hi", "dry", (OUT, IDS, None, None, _ONE, _B1, _AL, _LN, _FLAT_HI, _OFF1),
+     ValueError),
+    ("dry_allowed_frac", "dry", (OUT, IDS, None, None, _ONE, _B1, np.array([1.5]), _LN, _FL0, _OF0),
+     ValueError),
+]
+_WATCH.update({n: o for n, o in list(globals().items()) if isinstance(o, (np.ndarray, fd.Sampler))})
 
 ENTRY_POINTS = sorted(n for n in dir(K) if callable(getattr(K, n)) and not n.startswith("_"))
 ENTRY_POINTS = sorted(ENTRY_POINTS + ["_floor"])  # the benchmark suite's hidden floor kernel

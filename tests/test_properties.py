@@ -1356,3 +1356,64 @@ def test_mirostat(data):
     v2 = np.atleast_2d(sat)
     for r in np.flatnonzero(~ok):
         assert np.isfinite(v2[r, tk[r]]) and kk[r] >= 1
+
+
+# ------------------------------------------------------------------------------------------------
+# adaptive samplers (csrc/core/adaptive.c): DRY and XTC against their twins on the same cases
+
+
+@examples(500)
+@given(st.data())
+def test_dry(data):
+    case = data.draw(logits_cases(specials=data.draw(st.booleans())))
+    B, V = case.B, case.V
+    ids, lengths = data.draw(histories(B, V, max_t=14))
+    ids = np.where((ids >= 0) & (ids < V), ids % min(V, 3), ids)  # few symbols: repeats
+    bad = (lambda values: values) if data.draw(st.integers(0, 4)) == 0 else (lambda values: [])
+    mult = per_row_or_scalar(data.draw, [0.0, 0.8, 2.0, 1e30], B, invalid=bad([-1.0, np.nan]))
+    base = per_row_or_scalar(data.draw, [1.0, 1.75, 10.0], B, invalid=bad([0.5, np.inf]))
+    allowed = per_row_or_scalar(data.draw, [0, 1, 2, 3], B, invalid=bad([-1, 1.5]))
+    last_n = per_row_or_scalar(data.draw, [-1, 0, 2, 5, 100], B, invalid=bad([-2, 0.5]))
+    brk = data.draw(st.sampled_from([[], [[0]], [[1, 0]], [[2], [0, 1, 0]]] + bad([[[V]], [[]]])))
+    names = ("logits", "input_ids", "lengths", "dtype", "multiplier", "base", "allowed_length",
+             "penalty_last_n", "sequence_breakers")
+    want = want_storage_dtype(case)
+    out = draw_out(data.draw, case, want)
+    res = run_op(case, out,
+                 lambda o: fd.dry(case.x, ids, mult, base, allowed, last_n, brk, lengths=lengths,
+                                  out=o, **case.kw),
+                 lambda: ref.dry(case.vals, ids, mult, base, allowed, last_n, brk, lengths=lengths),
+                 names, want=want, what="dry")
+    if res is not None:
+        check_edit_output(case, res[0], res[1], "dry")
+
+
+@examples(500)
+@given(st.data())
+def test_xtc(data):
+    case = data.draw(logits_cases())
+    B = case.B
+    bad = (lambda values: values) if data.draw(st.integers(0, 4)) == 0 else (lambda values: [])
+    prob = per_row_or_scalar(data.draw, [0.0, 0.5, 1.0], B, invalid=bad([-0.1, 1.5, np.nan]))
+    thr = per_row_or_scalar(data.draw, [0.0, 0.01, 0.05, 0.1, 0.2, 0.25, 0.5, 0.7], B,
+                            invalid=bad([-0.1, np.nan]))
+    mk = per_row_or_scalar(data.draw, [1, 2, 5], B, invalid=bad([0, 2.5]))
+    u = per_row_or_scalar(data.draw, [0.0, 0.3, 0.7, 0.999], B, invalid=bad([1.0, -0.5]))
+    fv = data.draw(st.sampled_from(FILTER_VALUES))
+    want = want_storage_dtype(case)
+    out = draw_out(data.draw, case, want)
+
+    def twin():
+        r = ref.xtc(saturated(case.vals), prob, thr, uniform=u, min_tokens_to_keep=mk,
+                    filter_value=np.nan)
+        removed = np.isnan(r) & ~np.isnan(np.asarray(case.vals, np.float64))
+        return np.where(removed, fv, case.vals)
+
+    res = run_op(case, out,
+                 lambda o: fd.xtc(case.x, prob, thr, uniforms=u, min_tokens_to_keep=mk,
+                                  filter_value=fv, out=o, **case.kw),
+                 twin, ("logits", "probability", "threshold", "min_tokens_to_keep", "uniforms",
+                        "filter_value", "dtype"),
+                 want=want, oracle=_filter_value_problem(fv), what="xtc")
+    if res is not None:
+        check_edit_output(case, res[0], res[1], "xtc")

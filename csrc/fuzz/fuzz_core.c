@@ -119,10 +119,17 @@ enum {
 /* fd_contrastive and fd_guidance, added later: selected by kernel bytes 240..250 and 252..255,
  * which no committed corpus input uses (the others keep their meaning, byte % K_COUNT) */
 enum { K_CONTRAST = K_COUNT, K_GUIDANCE };
+
+/* fd_adaptive_temperature, fd_dynamic_temperature, fd_xtc and fd_dry (adaptive.c), added later
+ * still: kernel bytes 232..235, which no committed corpus input other than their own uses */
+enum { K_ADAPTIVE_T = K_GUIDANCE + 1, K_DYNAMIC_T, K_XTC, K_DRY };
 static int kernel_of(uint8_t b)
 {
     if (b >= 240 && b != 251) {
         return b & 1 ? K_CONTRAST : K_GUIDANCE;
+    }
+    if (b >= 232 && b <= 235) {
+        return K_ADAPTIVE_T + (b - 232);
     }
     return b % K_COUNT;
 }
@@ -676,6 +683,8 @@ static void free_case(fcase *c)
     free(c->unif);
 }
 
+static void decode_adaptive(rd *r, fcase *c, int64_t rows); /* adaptive.c kernels */
+
 static void decode(rd *r, fcase *c)
 {
     memset(c, 0, sizeof *c);
@@ -970,6 +979,9 @@ static void decode(rd *r, fcase *c)
     }
     else if (k == K_FLOOR) {
         c->ival = u8(r) % 3;
+    }
+    else if (k >= K_ADAPTIVE_T && k <= K_DRY) {
+        decode_adaptive(r, c, rows);
     }
     else if (k == K_DTYPE) {
         c->n_stores = u8(r) % 17;
@@ -2713,6 +2725,312 @@ static void run_contrast(const fcase *c, const runopt *o, result *res)
 /* ----------------------------------------------------------------------------------------- */
 /* driver                                                                                    */
 
+/* ----------------------------------------------------------------------------------------- */
+/* adaptive.c: fd_adaptive_temperature, fd_dynamic_temperature, fd_xtc, fd_dry                */
+/*
+ * Decoding: the temperature kernels take (temperature, delta, exponent) per row; XTC
+ * (probability, threshold, min_keep) per row, an rng as fd_sample's (uniforms, seed + position,
+ * none); DRY (multiplier, base, allowed_length, last_n) per row, breakers as bad words' lists and
+ * histories as the penalties'. Invariants: the common ones (status, error row / index, inputs
+ * unchanged, first NaN / +inf named, ISA / alias / split re-runs identical); temperatures: no NaN
+ * or +inf written, -inf stays -inf, the first maximum stays finite, beta >= 1 and finite, T' NaN
+ * only for delta > 0 with <= 1 finite logit, else finite and >= 0; XTC: every element is the
+ * input or filter_value, removals only when the rules allow them (p > 0, threshold <= 0.5, at
+ * least two removed-or-kept top choices), a kept finite token at or below every removed one, at
+ * least min_keep finite left; DRY: only ids of the row's history change, never upwards, and
+ * nothing with a zero multiplier or last_n; FD_ERANGE names an id outside [0, V).
+ */
+
+static void decode_adaptive(rd *r, fcase *c, int64_t rows)
+{
+    int k = c->kernel;
+    c->out_dtype = c->out_bad == 2 ? (c->dtype + 1) % 4 : c->dtype;
+    if (k == K_ADAPTIVE_T || k == K_DYNAMIC_T) {
+        c->p[0] = gen_param(r, rows, P_TEMP);
+        c->p[1] = (u8(r) & 1) ? gen_param(r, rows, P_TEMP) : const_param(0.0);
+        c->p[2] = gen_param(r, rows, P_TEMP);
+        c->np = 3;
+        return;
+    }
+    if (k == K_XTC) {
+        c->p[0] = gen_param(r, rows, P_PROB);
+        c->p[1] = gen_param(r, rows, P_PROB);
+        uint8_t mk = u8(r);
+        c->p[2] = mk < 128 ? const_param(1.0) : gen_param(r, rows, P_COUNT);
+        c->np = 3;
+        uint8_t rm = u8(r);
+        c->rng_mode = rm % 3; /* 0 uniforms, 1 seed + position, 2 none */
+        c->unif_stride = (rm >> 2) & 1;
+        c->seed_stride = (rm >> 3) & 1;
+        c->pos_stride = (rm >> 4) & 1;
+        int64_t nu = c->unif_stride && rows ? rows : 1;
+        c->unif = malloc((size_t)nu * sizeof(double));
+        for (int64_t i = 0; i < nu; i++) {
+            uint8_t b = u8(r);
+            c->unif[i] = b < 240 ? u16(r) / 65536.0 : special(r, u8(r));
+        }
+        int64_t ns = c->seed_stride && rows ? rows : 1, npos = c->pos_stride && rows ? rows : 1;
+        c->seed = malloc((size_t)ns * sizeof(uint64_t));
+        c->pos = malloc((size_t)npos * sizeof(int64_t));
+        for (int64_t i = 0; i < ns; i++) {
+            c->seed[i] = u64(r);
+        }
+        for (int64_t i = 0; i < npos; i++) {
+            c->pos[i] = (int64_t)u64(r);
+        }
+        return;
+    }
+    /* K_DRY */
+    c->p[0] = gen_param(r, rows, P_TEMP);
+    uint8_t bb = u8(r);
+    c->p[1] = bb < 64 ? const_param(1.75) : gen_param(r, rows, bb < 128 ? P_COUNT : P_TEMP);
+    c->p[2] = gen_param(r, rows, P_COUNT);
+    uint8_t lb = u8(r);
+    c->p[3] = lb < 128 ? const_param(-1.0) : gen_param(r, rows, P_NSIG);
+    c->np = 4;
+    c->n_words = u8(r) % 5;
+    uint8_t ob = u8(r);
+    c->offsets = malloc((size_t)(c->n_words + 1) * sizeof(int64_t));
+    c->offsets[0] = ob == 255 ? -1 : 0;
+    int64_t alpha = 1 + u8(r) % 8;
+    for (int64_t w = 0; w < c->n_words; w++) {
+        uint8_t wl = u8(r);
+        int64_t m = wl == 255 ? 0 : 1 + wl % 3;
+        c->offsets[w + 1] = (w == 0 && c->offsets[0] < 0 ? 0 : c->offsets[w]) + m;
+    }
+    c->flat_len = c->n_words ? c->offsets[c->n_words] : 0;
+    c->flat = malloc((size_t)(c->flat_len > 0 ? c->flat_len : 1) * sizeof(int64_t));
+    for (int64_t q = 0; q < c->flat_len; q++) {
+        c->flat[q] = gen_id(r, alpha, c->n_cols, q);
+    }
+    gen_ids(r, c);
+}
+
+static void run_adaptive_dry(const fcase *c, const runopt *o, result *res)
+{
+    int64_t nr = o->nr, V = c->n_cols;
+    int dt = c->dtype;
+    size_t es = esize(dt);
+    rowbuf x;
+    rows_make(&x, c, o->r0, nr, o->pad, 0);
+    fd_ids ids = {0};
+    ids.data = c->null_ids ? NULL : ids_row(c, o->r0 < c->ids_rows ? o->r0 : 0);
+    ids.n_rows = o->nr == c->n_rows ? c->ids_rows : o->nr;
+    ids.n_cols = c->ids_cols;
+    ids.row_stride = c->ids_stride;
+    ids.begin = c->ids_begin ? c->ids_begin + o->r0 : NULL;
+    ids.end = c->ids_end ? c->ids_end + o->r0 : NULL;
+    void *ws = ws_make(fd_dry_workspace(V, c->ids_cols, c->n_words), o->wsfill, 0);
+    fd_errinfo err = {77, 77};
+    int st = fd_dry(&x.v, &ids, fparam(&c->p[0], o->r0), fparam(&c->p[1], o->r0),
+                    fparam(&c->p[2], o->r0), fparam(&c->p[3], o->r0), c->flat, c->offsets,
+                    c->n_words, ws, &err);
+    res->st = st;
+    res->err = err;
+    int64_t ibound = c->flat_len > c->ids_cols ? c->flat_len : c->ids_cols;
+    if (o->checks) {
+        check_common(c, st, &err, nr, ibound > 0 ? ibound : 1);
+        if (st == FD_OK) {
+            REQUIRE(err.row == -1 && err.index == -1);
+        }
+        if (st == FD_ERANGE) {
+            int64_t id;
+            if (err.row == -1) {
+                REQUIRE(err.index >= 0 && err.index < c->flat_len);
+                id = c->flat[err.index];
+            }
+            else {
+                int64_t b, e;
+                REQUIRE(hist(c, o->r0 + err.row, &b, &e));
+                REQUIRE(err.index >= b && err.index < e);
+                id = ids_row(c, o->r0 + err.row)[err.index];
+            }
+            REQUIRE(id < 0 || id >= V);
+        }
+    }
+    int64_t done = st == FD_OK ? nr : (err.row >= 0 ? err.row : 0);
+    char *inh = malloc((size_t)(V > 0 ? V : 1));
+    for (int64_t r = 0; r < nr && !c->weird && x.v.data; r++) {
+        const uint8_t *row = (const uint8_t *)x.v.data + (size_t)(r * x.stride_eff) * es;
+        if (r < done) {
+            blob_add(res, (int)r, row, (size_t)V * es);
+        }
+        if (!o->checks) {
+            continue;
+        }
+        const uint8_t *orig = c->x + (size_t)((o->r0 + r) * V) * es;
+        int64_t b = 0, e = 0;
+        memset(inh, 0, (size_t)(V > 0 ? V : 1));
+        if (r < done && hist(c, o->r0 + r, &b, &e)) {
+            for (int64_t j = b; j < e; j++) {
+                inh[ids_row(c, o->r0 + r)[j]] = 1;
+            }
+        }
+        double mult = pat(&c->p[0], o->r0 + r), ln = pat(&c->p[3], o->r0 + r);
+        for (int64_t i = 0; i < V; i++) {
+            if (same_elem(dt, row, orig, i)) {
+                continue;
+            }
+            REQUIRE(r < done && inh[i] && mult != 0 && ln != 0);
+            double a = load_widened(dt, row, i), z = load_widened(dt, orig, i);
+            REQUIRE(a <= z || z != z || z == INFINITY); /* NaN / +inf are not scanned (penalty.c) */
+        }
+    }
+    free(inh);
+    ws_free(ws, 0);
+    rows_free(&x);
+}
+
+static void run_adaptive(const fcase *c, const runopt *o, result *res)
+{
+    if (c->kernel == K_DRY) {
+        run_adaptive_dry(c, o, res);
+        return;
+    }
+    int64_t nr = o->nr, V = c->n_cols;
+    size_t es = esize(c->dtype);
+    int alias = o->alias && !c->out_bad && !c->weird ? 1 : 0;
+    rowbuf in;
+    rows_make(&in, c, o->r0, nr, o->pad, 0);
+    fd_rows out = in.v;
+    void *obase = NULL;
+    int64_t ostride_eff = in.stride_eff;
+    if (alias == 0) {
+        out.dtype = (fd_dtype)c->out_dtype;
+        out.row_stride = nr > 1 && !c->weird ? c->out_stride : c->row_stride;
+        ostride_eff = nr > 1 && !c->weird ? c->out_stride : V;
+        if (c->out_bad == 1) {
+            out.n_rows = nr + 1;
+        }
+        int64_t oelems = nr > 0 && V > 0 && !c->weird ? (nr - 1) * ostride_eff + V : 0;
+        size_t obytes = (size_t)oelems * esize(c->out_dtype);
+        obase = malloc(obytes ? obytes : 1);
+        memset(obase, 0xa5, obytes);
+        out.data = c->null_data && nr > 0 && V > 0 ? NULL : obase;
+    }
+    int64_t nn = nr > 0 ? nr : 1;
+    double *aux = (c->null_out & 1) ? NULL : malloc((size_t)nn * sizeof(double));
+    void *ws = ws_make(fd_adaptive_workspace(V), o->wsfill, 0); /* 64-byte aligned (fd.h) */
+    fd_errinfo err = {77, 77};
+    int st;
+    if (c->kernel == K_ADAPTIVE_T) {
+        st = fd_adaptive_temperature(&in.v, &out, aux, ws, &err);
+    }
+    else if (c->kernel == K_DYNAMIC_T) {
+        st = fd_dynamic_temperature(&in.v, &out, fparam(&c->p[0], o->r0), fparam(&c->p[1], o->r0),
+                                    fparam(&c->p[2], o->r0), aux, ws, &err);
+    }
+    else {
+        fd_rng_args rng = {0};
+        if (c->rng_mode == 0) {
+            rng.uniform = c->unif + o->r0 * c->unif_stride;
+            rng.uniform_stride = c->unif_stride;
+        }
+        else if (c->rng_mode == 1) {
+            rng.seed = c->seed + o->r0 * c->seed_stride;
+            rng.seed_stride = c->seed_stride;
+            rng.position = c->pos + o->r0 * c->pos_stride;
+            rng.position_stride = c->pos_stride;
+        }
+        st = fd_xtc(&in.v, &out, fparam(&c->p[0], o->r0), fparam(&c->p[1], o->r0),
+                    fparam(&c->p[2], o->r0), &rng, c->filter_value, ws, &err);
+    }
+    res->st = st;
+    res->err = err;
+    if (o->checks) {
+        check_common(c, st, &err, nr, V);
+        if (c->out_bad) {
+            REQUIRE(st != FD_OK);
+        }
+        if (st == FD_OK) {
+            REQUIRE(err.row == -1 && err.index == -1);
+        }
+        if (alias == 0) {
+            REQUIRE(rows_unchanged(&in));
+        }
+        check_bad_elem(c, o->r0, st, &err);
+    }
+    int64_t done = st == FD_OK ? nr : (err.row >= 0 ? err.row : 0);
+    uint64_t fb = fill_bits(c->dtype, c->filter_value);
+    float *xr = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    for (int64_t r = 0; r < nr && !c->weird && !c->out_bad && out.data; r++) {
+        const uint8_t *orow = (const uint8_t *)out.data + (size_t)(r * ostride_eff) * es;
+        if (r < done) {
+            blob_add(res, (int)r, orow, (size_t)V * es);
+            blob_add(res, (int)r, aux ? (const void *)&aux[r] : (const void *)&zero8, 8);
+        }
+        if (!o->checks) {
+            continue;
+        }
+        case_row(c, o->r0 + r, xr);
+        float m;
+        int64_t am = first_max(xr, V, &m);
+        if (st == FD_ENOFINITE && r == err.row) {
+            REQUIRE(c->kernel == K_ADAPTIVE_T && am < 0 && !row_has_bad(xr, V));
+        }
+        if (r >= done || V == 0) {
+            continue;
+        }
+        const uint8_t *irow = c->x + (size_t)((o->r0 + r) * V) * es;
+        int64_t nf = 0;
+        for (int64_t i = 0; i < V; i++) {
+            nf += xr[i] != -INFINITY;
+        }
+        if (c->kernel != K_XTC) {
+            for (int64_t i = 0; i < V; i++) {
+                double a = load_widened(c->dtype, orow, i);
+                REQUIRE(a == a && a != INFINITY);
+                if (xr[i] == -INFINITY) {
+                    REQUIRE(a == -INFINITY);
+                }
+            }
+            if (am >= 0) {
+                REQUIRE(isfinite(load_widened(c->dtype, orow, am)));
+            }
+            if (aux && c->kernel == K_ADAPTIVE_T) {
+                REQUIRE(isfinite(aux[r]) && aux[r] >= 1.0);
+            }
+            if (aux && c->kernel == K_DYNAMIC_T) {
+                double t = pat(&c->p[0], o->r0 + r), d = pat(&c->p[1], o->r0 + r);
+                /* T' <= T + delta: infinite only when that sum overflows */
+                REQUIRE(aux[r] != aux[r] ? d > 0 && nf <= 1
+                                         : aux[r] >= 0 && (isfinite(aux[r]) || isinf(t + d)));
+            }
+            continue;
+        }
+        /* XTC */
+        int64_t removed = 0;
+        float min_removed = INFINITY;
+        for (int64_t i = 0; i < V; i++) {
+            uint64_t ib = ebits(c->dtype, irow, i), ob = ebits(c->dtype, orow, i);
+            REQUIRE(ob == ib || ob == fb);
+            if (ob != ib) {
+                REQUIRE(xr[i] != -INFINITY);
+                removed++;
+                min_removed = xr[i] < min_removed ? xr[i] : min_removed;
+            }
+        }
+        if (removed > 0) {
+            double p = pat(&c->p[0], o->r0 + r), th = pat(&c->p[1], o->r0 + r);
+            double mk = pat(&c->p[2], o->r0 + r);
+            REQUIRE(p > 0 && th <= 0.5 && nf >= 2 && (double)(nf - removed) >= mk);
+            int kept_below = 0;
+            for (int64_t i = 0; i < V; i++) {
+                if (xr[i] != -INFINITY && xr[i] <= min_removed &&
+                    ebits(c->dtype, irow, i) == ebits(c->dtype, orow, i)) {
+                    kept_below = 1;
+                }
+            }
+            REQUIRE(kept_below);
+        }
+    }
+    free(xr);
+    free(aux);
+    ws_free(ws, 0);
+    free(obase);
+    rows_free(&in);
+}
+
 static void run(const fcase *c, const runopt *o, result *res)
 {
     int k = c->kernel;
@@ -2752,6 +3070,9 @@ static void run(const fcase *c, const runopt *o, result *res)
     }
     else if (k == K_CONTRAST || k == K_GUIDANCE) {
         run_contrast(c, o, res);
+    }
+    else if (k >= K_ADAPTIVE_T && k <= K_DRY) {
+        run_adaptive(c, o, res);
     }
 }
 
@@ -2894,7 +3215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int shared_list_err = base.st != FD_OK && base.err.row < 0;
         int64_t upto = base.st == FD_OK ? c.n_rows : base.err.row;
         if (c.kernel == K_PRESFREQ || c.kernel == K_REPETITION || c.kernel == K_NGRAM ||
-            c.kernel == K_BADWORDS) {
+            c.kernel == K_BADWORDS || c.kernel == K_DRY) {
             /* a row alone needs an ids matrix of one row */
             if (c.ids_rows != c.n_rows) {
                 unit = 0;

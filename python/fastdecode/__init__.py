@@ -34,6 +34,7 @@ from .ops import (
     typical_p,
     varentropy,
 )
+from .ops import adaptive_temperature, dry, dynamic_temperature, xtc
 from . import models
 from .processors import Sampler
 from .beam import BeamSearchResult, beam_search
@@ -81,6 +82,11 @@ __all__ = [
     "top_p",
     "typical_p",
     "varentropy",
+    # adaptive samplers
+    "adaptive_temperature",
+    "dry",
+    "dynamic_temperature",
+    "xtc",
 ]
 
 # stateful samplers (fastdecode.adaptive)

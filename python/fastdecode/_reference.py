@@ -1213,3 +1213,222 @@ def guidance_logits(cond_logits, uncond_logits, guidance_scale, *, normalize=Tru
             raise ValueError(f"row {r}: the guided score overflows")
         out[r] = np.where(excl, -np.inf, v)
     return out[0] if one else out
+
+
+# ------------------------------------------------------------------------------------------------
+# adaptive samplers (csrc/core/adaptive.c): adaptive / dynamic temperature, XTC, DRY
+
+__all__ += ["adaptive_beta", "adaptive_temperature", "dynamic_temperature", "xtc", "dry"]
+
+_F32_MAX_LOG = np.float32(88.7228391)
+
+
+def adaptive_beta(h):
+    """Veličković et al. 2024: max(poly(H), 1) if H > 0.5 else 1 (np.polyval, the paper's code)."""
+    if not h > 0.5:
+        return 1.0
+    return max(float(np.polyval([-0.037, 0.481, -2.3, 4.917, -1.791], h)), 1.0)
+
+
+def _entropy_shifted(z):
+    """Entropy (nats) of softmax(z) from d = z - max (exact for huge logits too)."""
+    fin = np.isfinite(z)
+    d = z[fin] - np.max(z[fin])
+    lp = d - np.log(np.exp(d).sum())
+    return float(-(np.exp(lp) * lp).sum())
+
+
+def _overflows(dtype, v):
+    with np.errstate(over="ignore"):
+        return bool(np.isinf(np.asarray(v).astype(dtype)))
+
+
+def _scaled_rows(x2, r, s, mul):
+    """Row r of x2 times (mul) or divided by s, in float32 (float64 rows in float64)."""
+    if x2.dtype == np.float64:
+        z, sc = x2[r], np.float64(s)
+    else:
+        with np.errstate(over="ignore"):  # a temperature beyond the float32 range is +inf
+            z, sc = x2[r].astype(np.float32), np.float32(s)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        v = z * sc if mul else z / sc
+    v[z == -np.inf] = -np.inf  # also for a temperature that is +inf in float32
+    with np.errstate(over="ignore"):
+        return v.astype(x2.dtype)
+
+
+def _one_hot(row, am):
+    o = np.full_like(row, -np.inf)
+    o[am] = row[am]
+    return o
+
+
+def adaptive_temperature(logits, *, return_beta=False):
+    """logits * beta(H) per row; see adaptive.c / ops.adaptive_temperature."""
+    x2, one = _logits(logits)
+    out = x2.copy()
+    betas = np.ones(x2.shape[0])
+    for r in range(x2.shape[0]):
+        z = _z(x2[r : r + 1])[0]
+        if np.max(z) == -np.inf:
+            raise ValueError(f"logits row {r} has no finite value")
+        beta = adaptive_beta(_entropy_shifted(z))
+        betas[r] = beta
+        if beta == 1.0:
+            continue
+        am = int(np.argmax(z))
+        scaled = _scaled_rows(x2, r, beta, True)
+        out[r] = _one_hot(x2[r], am) if _overflows(x2.dtype, scaled[am]) else scaled
+    res = out[0] if one else out
+    return (res, betas[0] if one else betas) if return_beta else res
+
+
+def dynamic_temperature(logits, temperature, delta, exponent=1.0, *, return_temperature=False):
+    """llama.cpp temp-ext per row; see adaptive.c / ops.dynamic_temperature."""
+    x2, one = _logits(logits)
+    B = x2.shape[0]
+    t = _per_row(temperature, B, "temperature")
+    d = _per_row(delta, B, "delta")
+    e = _per_row(exponent, B, "exponent")
+    for name, v in (("temperature", t), ("delta", d), ("exponent", e)):
+        if np.any(~np.isfinite(v)) or np.any(v < 0):
+            raise ValueError(f"{name} must be finite and >= 0")
+    out = x2.copy()
+    temps = np.empty(B)
+    for r in range(B):
+        z = _z(x2[r : r + 1])[0]
+        fin = np.isfinite(z)
+        tt = t[r]
+        if d[r] > 0:
+            n = int(fin.sum())
+            if n <= 1:
+                temps[r] = np.nan
+                continue
+            ratio = min(max(_entropy_shifted(z) / math.log(n), 0.0), 1.0)
+            lo, hi = max(0.0, t[r] - d[r]), t[r] + d[r]
+            tt = lo + (hi - lo) * ratio ** e[r]
+        temps[r] = tt
+        if not fin.any():
+            continue
+        am = int(np.argmax(z))
+        if tt == 0 or (x2.dtype != np.float64 and tt <= 2.0**-150):  # 0 once rounded to float32
+            out[r] = _one_hot(x2[r], am)
+            continue
+        scaled = _scaled_rows(x2, r, tt, False)
+        out[r] = _one_hot(x2[r], am) if _overflows(x2.dtype, scaled[am]) else scaled
+    res = out[0] if one else out
+    return (res, temps[0] if one else temps) if return_temperature else res
+
+
+def xtc(logits, probability, threshold, *, uniform, min_tokens_to_keep=1, filter_value=-np.inf):
+    """llama.cpp XTC per row with explicit coins ``uniform`` (one per row); probabilities in float64."""
+    x2, one = _logits(logits)
+    B = x2.shape[0]
+    p = _per_row(probability, B, "probability")
+    th = _per_row(threshold, B, "threshold")
+    mk = _per_row_int(min_tokens_to_keep, B, "min_tokens_to_keep")
+    u = _per_row(uniform, B, "uniform")
+    for name, v, ok in (("probability", p, (p >= 0) & (p <= 1)), ("threshold", th, (th >= 0) & (th <= 1)),
+                        ("min_tokens_to_keep", mk, mk >= 1), ("uniform", u, (u >= 0) & (u < 1))):
+        if not np.all(ok):
+            raise ValueError(f"{name} out of its range (row {int(np.flatnonzero(~ok)[0])})")
+    out = x2.copy()
+    for r in range(B):
+        z = _z(x2[r : r + 1])[0]
+        fin = np.isfinite(z)
+        n = int(fin.sum())
+        if p[r] <= 0 or th[r] > 0.5 or n < 2 or u[r] > p[r]:
+            continue
+        prob = _softmax_row(z)
+        top = np.flatnonzero(fin & (prob >= th[r]))
+        if top.size < 2 or n - (top.size - 1) < mk[r]:
+            continue
+        keep = top[np.argmin(z[top])]  # argmin: the first (lowest id) of equal smallest logits
+        out[r, top[top != keep]] = filter_value
+    return out[0] if one else out
+
+
+def _dry_row(h, mult, base, allowed, last_n, breakers):
+    """{token: penalty} for one history h (a list of ids), by llama.cpp's four steps, with a naive
+    quadratic suffix match in place of the Z-algorithm (an independent check of it)."""
+    if mult == 0 or last_n == 0:
+        return {}
+    L = len(h) if last_n < 0 else min(len(h), last_n)
+    if L <= allowed:
+        return {}
+    w = h[len(h) - L :]
+    rat = lambda i: w[L - 1 - i]  # noqa: E731 - i-th token from the end
+    cap = L
+    for i in range(L):
+        longest = -1
+        for b in breakers:
+            if b[0] != rat(i):
+                continue
+            tail = b[1:]
+            if len(tail) > longest and len(tail) <= i and all(
+                    tail[o] == rat(i - o - 1) for o in range(len(tail))):
+                longest = len(tail)
+        if longest >= 0:
+            cap = i - longest
+            break
+    if cap < allowed:
+        return {}
+    best = {}
+    for j in range(L - 1):
+        n = 0
+        while n <= j and w[j - n] == w[L - 1 - n]:
+            n += 1
+        n = min(n, cap)
+        if n >= allowed:
+            tok = w[j + 1]
+            best[tok] = max(best.get(tok, -1), n)
+    single = {b[0] for b in breakers if len(b) == 1}
+    bf = np.float32(base)
+    max_exp = int(_F32_MAX_LOG / np.log(bf)) if bf > np.float32(1.000001) else 0
+    pen = {}
+    for tok, n in best.items():
+        if tok in single:
+            continue
+        ex = n - allowed
+        if max_exp > 0 and ex > max_exp:
+            ex = max_exp
+        pen[tok] = ex
+    return pen
+
+
+def dry(logits, input_ids, multiplier, base=1.75, allowed_length=2, penalty_last_n=-1,
+        sequence_breakers=(), *, lengths=None):
+    """llama.cpp DRY; see adaptive.c / ops.dry. Breakers are token-id sequences."""
+    x2, one = _logits(logits, check_values=False)
+    B, V = x2.shape
+    ids = _ids2(input_ids, B)
+    m = _per_row(multiplier, B, "multiplier")
+    bs = _per_row(base, B, "base")
+    al = _per_row_int(allowed_length, B, "allowed_length")
+    ln = _per_row_int(penalty_last_n, B, "penalty_last_n")
+    if np.any(~np.isfinite(m)) or np.any(m < 0):
+        raise ValueError("multiplier must be finite and >= 0")
+    if np.any(~np.isfinite(bs)) or np.any(bs < 1):
+        raise ValueError("base must be finite and >= 1")
+    if np.any(al < 0) or np.any(al > 2**31 - 1):
+        raise ValueError("allowed_length must be in [0, 2**31)")
+    if np.any(ln < -1):
+        raise ValueError("penalty_last_n must be >= -1")
+    brk = [[int(t) for t in np.atleast_1d(b)] for b in sequence_breakers]
+    if any(len(b) == 0 for b in brk):
+        raise ValueError("sequence_breakers must not contain empty sequences")
+    if any(t < 0 or t >= V for b in brk for t in b):
+        raise ValueError("sequence_breakers: token id outside the vocabulary")
+    begin, end = _bounds(ids, lengths, None, None)
+    _check_range(ids, begin, end, V)
+    out = x2.copy()
+    for r in range(B):
+        h = [int(t) for t in ids[r, begin[r] : end[r]]]
+        for tok, ex in _dry_row(h, m[r], bs[r], int(al[r]), int(ln[r]), brk).items():
+            if x2.dtype == np.float64:
+                out[r, tok] = x2[r, tok] - m[r] * bs[r] ** float(ex)
+            else:
+                pen = np.float32(float(np.float32(m[r])) * float(np.float32(bs[r])) ** float(ex))
+                with np.errstate(over="ignore"):
+                    out[r, tok] = (np.float32(x2[r, tok]) - pen).astype(x2.dtype)
+    return out[0] if one else out

@@ -175,6 +175,16 @@ def _config(num_beams, max_new_tokens, length_penalty, early_stopping, num_retur
             if np.ndim(getattr(sampler, name)) != 0:
                 raise ValueError(f"sampler.{name}: beam_search takes scalar sampler parameters only")
         warping = any(getattr(sampler, n) != _WARPER_OFF[n] for n in _WARPERS)
+        # the adaptive samplers (processors.py): DRY is a penalty and applies; the rest are not
+        # part of HF's beam warpers
+        for name in ("dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n"):
+            if np.ndim(getattr(sampler, name)) != 0:
+                raise ValueError(f"sampler.{name}: beam_search takes scalar sampler parameters only")
+        if sampler._plan[3]:
+            if do_sample:
+                raise ValueError("beam sampling does not support the sampler's adaptive_temperature, "
+                                 "dynatemp_range or xtc_probability")
+            warping = True
         if do_sample:
             if sampler.order not in ("hf", "vllm"):
                 raise ValueError("sampler.order must be 'hf' for beam sampling (HF applies the warpers "

@@ -326,7 +326,7 @@ def _run(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sampler | 
                 else:
                     token_lp[active, step] = lp_proc
                     if n_top:
-                        fl = _final_logits(smp, x, hist, active, cur, plen)
+                        fl = _final_logits(smp, x, hist, active, cur, plen, seeds)
                         _top_n(ops.log_softmax(fl), n_top, top_lp, top_id, active, step)
             # -- append --
             hist[active, cur[active]] = tok
@@ -455,10 +455,12 @@ def _top_n(lsm: np.ndarray, n: int, top_lp: np.ndarray, top_id: np.ndarray, acti
     top_id[active, step, :n_eff] = tk
 
 
-def _final_logits(sampler: Sampler, x: np.ndarray, hist, active, cur, plen) -> np.ndarray:
-    """The logits of the distribution the sampler draws from (penalties, temperature, filters)."""
+def _final_logits(sampler: Sampler, x: np.ndarray, hist, active, cur, plen, seeds) -> np.ndarray:
+    """The logits of the distribution the sampler draws from (penalties, temperature, filters;
+    the row seeds key XTC's coin as in the step)."""
     ids = hist[active] if sampler.needs_history else None
-    return sampler.final_logits(x, ids, lengths=cur[active], prompt_lengths=plen[active])
+    return sampler.final_logits(x, ids, lengths=cur[active], prompt_lengths=plen[active],
+                                seed=seeds[active])
 
 
 def _result(prompts, layout, hist, cur, plen, gen, pad, reasons, stop_by, token_lp, top_lp, top_id,

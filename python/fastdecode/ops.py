@@ -1107,3 +1107,243 @@ def guidance_logits(cond_logits: Any, uncond_logits: Any, guidance_scale: Any, *
         np.copyto(dest, o)
         o = dest
     return ret if ret is not None else la.wrap_float(o)
+
+
+# --------------------------------------------------------------------------------------------
+# adaptive samplers (csrc/core/adaptive.c): adaptive / dynamic temperature, XTC, DRY
+
+__all__ += ["adaptive_temperature", "dynamic_temperature", "xtc", "dry"]
+
+# XTC's coin is fd_uniform(seed, position, _XTC_DRAW) (fd.h FD_DRAW_XTC); sample() draws with 0
+_XTC_DRAW = 0x5854430000000000
+
+
+def _fresh_out(lg: Logits, out: Any) -> tuple[np.ndarray, Any]:
+    o, ret = prepare_out(out, lg)
+    resolve_alias(lg, o)
+    return o, ret
+
+
+def adaptive_temperature(logits: Any, *, out: Any = None, return_beta: bool = False,
+                         dtype: str | None = None) -> Any:
+    """Adaptive temperature of Veličković et al. 2024 ("Softmax is not enough", arXiv 2410.01104).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    return_beta : bool
+        Also return the factor ``beta`` of each row (float64, (B,) or 0-d).
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        ``logits * beta`` per row (and ``beta`` with ``return_beta``).
+
+    Notes
+    -----
+    ``H`` is the entropy (nats) of ``softmax(logits)``. If ``H > 0.5``:
+    ``beta = max(poly(H), 1)`` with ``poly(H) = -0.037 H^4 + 0.481 H^3 - 2.3 H^2 + 4.917 H - 1.791``
+    (the paper's fit, its reference code's ``jnp.polyval``), else ``beta = 1``: the distribution is
+    only ever sharpened. The paper's snippet takes the entropy of ``log(p + 1e-9)``; this uses the
+    exact entropy (the two differ by less than 1e-8 nats per token). The product is computed in
+    float32 (float64 for float64 input) and rounded once to the dtype. A row whose scaled maximum
+    would overflow the dtype becomes the one-hot of its first maximum (its value kept, the rest
+    ``-inf``). A row with no finite logit raises ``ValueError``.
+    """
+    lg = as_logits(logits, dtype=dtype)
+    o, ret = _fresh_out(lg, out)
+    beta = np.empty(lg.batch, dtype=np.float64) if return_beta else None
+    _k.adaptive_temperature(lg.array, o, beta, _threads[0])
+    res = ret if ret is not None else lg.wrap_logits(o)
+    return (res, lg.wrap_rows(beta)) if return_beta else res
+
+
+def dynamic_temperature(logits: Any, temperature: Any, delta: Any, exponent: Any = 1.0, *,
+                        out: Any = None, return_temperature: bool = False,
+                        dtype: str | None = None) -> Any:
+    """Entropy-driven temperature (llama.cpp ``llama_sampler_temp_ext``, "dynatemp", arXiv 2309.02772).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    temperature : float or array of B floats, >= 0
+        The centre temperature ``T`` (llama.cpp ``temp``).
+    delta : float or array of B floats, >= 0
+        The half-range (llama.cpp ``dynatemp_range``); 0 gives plain temperature ``T``.
+    exponent : float or array of B floats, >= 0
+        llama.cpp ``dynatemp_exponent``.
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    return_temperature : bool
+        Also return the temperature applied to each row (float64; NaN where none was applied).
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        ``logits / T'`` per row (and ``T'`` with ``return_temperature``).
+
+    Notes
+    -----
+    llama.cpp's rules, one by one. ``delta == 0``: ``T' = T``. Otherwise, with ``N`` the number of
+    finite logits (the candidates still in play: run it after the filters, as llama.cpp does, and
+    ``-inf`` tokens do not count) and ``H`` the entropy of their softmax: ``N <= 1`` leaves the row
+    unchanged; else ``T' = T_min + (T_max - T_min) * (H / ln N) ** exponent`` (the ratio clamped
+    to [0, 1] against rounding) with
+    ``T_min = max(0, T - delta)``, ``T_max = T + delta``. ``T' == 0`` is greedy as in llama.cpp: the
+    first maximum keeps its logit and every other token becomes ``-inf`` (also when ``logits / T'``
+    would overflow the dtype). Division in float32 (float64 for float64 input), rounded once to
+    the dtype. A row with no finite logit is returned unchanged.
+    """
+    lg = as_logits(logits, dtype=dtype)
+    b = lg.batch
+    t = row_param(temperature, b, "temperature", lo=0.0, hi=math.inf, hi_open=True)
+    d = row_param(delta, b, "delta", lo=0.0, hi=math.inf, hi_open=True)
+    e = row_param(exponent, b, "exponent", lo=0.0, hi=math.inf, hi_open=True)
+    o, ret = _fresh_out(lg, out)
+    tt = np.empty(b, dtype=np.float64) if return_temperature else None
+    _k.dynamic_temperature(lg.array, o, t, d, e, tt, _threads[0])
+    res = ret if ret is not None else lg.wrap_logits(o)
+    return (res, lg.wrap_rows(tt)) if return_temperature else res
+
+
+def xtc(logits: Any, probability: Any, threshold: Any, *, seed: Any = None, position: Any = 0,
+        min_tokens_to_keep: Any = 1, uniforms: Any = None, filter_value: Any = _NEG_INF,
+        out: Any = None, dtype: str | None = None) -> Any:
+    """Exclude Top Choices (llama.cpp ``llama_sampler_xtc``).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    probability : float or array of B floats in [0, 1]
+        Chance that the exclusion happens at this step (0 disables).
+    threshold : float or array of B floats in [0, 1]
+        Tokens with probability ``>= threshold`` are "top choices"; above 0.5 XTC is a no-op.
+    seed, position
+        The coin of row r is the Philox uniform keyed by (its seed, its position, a draw index of
+        its own), so it depends on nothing else in the batch and is independent of the token
+        :func:`sample` draws at the same (seed, position). See :func:`sample` for the types.
+    min_tokens_to_keep : int or array of B ints, >= 1
+        No exclusion when it would leave fewer candidates (llama.cpp ``min_keep``; 0 there is 1).
+    uniforms : array of B floats in [0, 1), optional
+        Use these coins instead of the generator.
+    filter_value : float, default -inf
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The logits with the excluded tokens set to ``filter_value``.
+
+    Notes
+    -----
+    A row is left unchanged unless ``probability > 0``, ``threshold <= 0.5``, it has at least two
+    finite logits, and its coin ``u <= probability`` (llama.cpp skips when ``chance >
+    probability``). Then, with ``p`` the softmax of the finite logits, the tokens with
+    ``p >= threshold`` are found; if there are at least two, all of them except the least likely
+    (the smallest logit; the lowest id among equal ones) are removed, unless that would leave
+    fewer than ``min_tokens_to_keep`` finite tokens. Probabilities are float32 weights
+    ``w = exp(z - max)`` over their float64 sum ``Z``; ``p >= threshold`` is evaluated as
+    ``w >= threshold * Z``. No sort.
+    """
+    lg = as_logits(logits, dtype=dtype)
+    b = lg.batch
+    p = row_param(probability, b, "probability", lo=0.0, hi=1.0)
+    t = row_param(threshold, b, "threshold", lo=0.0, hi=1.0)
+    mk = _min_keep(min_tokens_to_keep, b)
+    u = None
+    if uniforms is not None:
+        u = row_param(uniforms, b, "uniforms", lo=0.0, hi=1.0, hi_open=True)
+    seeds = _seeds(seed, b)
+    pos = _positions(position, b)
+    fv = _filter_value(filter_value)
+    if fv == math.inf:
+        raise ValueError("filter_value must not be +inf")
+    o, ret = _fresh_out(lg, out)
+    _k.xtc(lg.array, o, p, t, mk, seeds, pos, u, fv, _threads[0])
+    return ret if ret is not None else lg.wrap_logits(o)
+
+
+def _breakers(sequence_breakers: Any, vocab: int, name: str = "sequence_breakers") -> tuple[np.ndarray, np.ndarray]:
+    """Token-id sequences as (flat int64, offsets int64), validated."""
+    if sequence_breakers is None:
+        sequence_breakers = ()
+    if isinstance(sequence_breakers, (str, bytes)) or not isinstance(sequence_breakers, (Sequence, np.ndarray)):
+        raise TypeError(f"{name} must be a list of token-id sequences, e.g. [[13], [25, 7]]")
+    seqs = []
+    for i, s in enumerate(sequence_breakers):
+        if isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)):
+            s = [s]  # a bare id is a one-token breaker
+        if isinstance(s, (str, bytes)) or not isinstance(s, (Sequence, np.ndarray)):
+            raise TypeError(f"{name}[{i}] must be a sequence of token ids (llama.cpp's strings must be "
+                            "tokenized first)")
+        a = as_id_list(s, f"{name}[{i}]")
+        if a.size == 0:
+            raise ValueError(f"{name}[{i}] is empty")
+        if a.min() < 0 or a.max() >= vocab:
+            raise ValueError(f"{name}[{i}]: token id outside [0, {vocab})")
+        seqs.append(a)
+    flat = np.ascontiguousarray(np.concatenate(seqs) if seqs else np.zeros(0, np.int64), dtype=np.int64)
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([s.size for s in seqs])
+    return flat, offsets
+
+
+def dry(logits: Any, input_ids: Any, multiplier: Any, base: Any = 1.75, allowed_length: Any = 2,
+        penalty_last_n: Any = -1, sequence_breakers: Any = (), *, lengths: Any = None,
+        out: Any = None, dtype: str | None = None) -> Any:
+    """DRY, "Don't Repeat Yourself" (llama.cpp ``llama_sampler_dry``, from Koboldcpp).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+    input_ids : array_like of int, shape (B, T) or (T,)
+        Token history (prompt included if the caller wants it counted).
+    multiplier : float or array of B floats, >= 0
+        0 disables.
+    base : float or array of B floats, >= 1
+    allowed_length : int or array of B ints, >= 0
+        Repeats up to this length are free.
+    penalty_last_n : int or array of B ints, >= -1
+        Only the last ``penalty_last_n`` tokens are searched; -1: the whole history; 0 disables.
+    sequence_breakers : list of token-id sequences
+        A repeat cannot extend across a breaker. llama.cpp takes strings (default
+        ``["\\n", ":", "\\"", "*"]``) and tokenizes them itself, keeping every tokenization that
+        overlaps the string; here the caller passes the id sequences (e.g. ``[[198], [25]]``), so
+        the default is none. A bare int is a one-token breaker.
+    lengths : int or array of B ints, optional
+        Valid length of each history row (right padding beyond it is ignored).
+    out : array, optional
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The penalised logits.
+
+    Notes
+    -----
+    llama.cpp's algorithm exactly: in the window ``w`` (the last ``penalty_last_n`` tokens), the
+    last sequence breaker caps the repeat length (no penalty if the cap is below
+    ``allowed_length``); for every earlier position ``j`` the length ``L`` of the longest common
+    suffix of ``w[:j + 1]`` and ``w`` is found (the Z-algorithm, linear time, capped); a token
+    ``w[j + 1]`` that would extend a repeat with ``L >= allowed_length`` gets
+    ``z -= multiplier * base ** (L - allowed_length)`` once, with the largest such ``L``, unless it
+    is a one-token breaker. The exponent is capped at ``int(88.7228391 / ln(base))`` for
+    ``base > 1.000001`` (llama.cpp's overflow guard). Arithmetic as llama.cpp: parameters rounded to
+    float32, the penalty ``float32(multiplier * base ** e)`` in float64, the subtraction in float32
+    (float64 input: float64 throughout). Ids must lie in ``[0, V)``.
+    """
+    lg, o, ret = _inplace_target(logits, out, dtype)
+    ids = as_ids_matrix(input_ids, lg.batch)
+    b = lg.batch
+    m = row_param(multiplier, b, "multiplier", lo=0.0, hi=math.inf, hi_open=True)
+    bs = row_param(base, b, "base", lo=1.0, hi=math.inf, hi_open=True)
+    al = row_param(allowed_length, b, "allowed_length", lo=0, hi=2.0**31 - 1, integer=True)
+    ln = row_param(penalty_last_n, b, "penalty_last_n", lo=-1, hi=2.0**62, integer=True)
+    flat, offsets = _breakers(sequence_breakers, lg.vocab)
+    _, e = row_bounds(b, ids.shape[1], lengths=lengths)
+    _check_history(ids, None, e, lg.vocab)
+    _k.dry(_filled(lg, o), ids, None, e, m, bs, al, ln, flat, offsets)
+    return _done(lg, o, ret)

@@ -51,13 +51,43 @@ class Sampler:
         A whitelist; every other token is removed.
     seed : int, array of ints, or None
         See :func:`fastdecode.sample`. None draws fresh entropy on every call.
+    adaptive_temperature : bool, default False
+        Replace the temperature by :func:`fastdecode.adaptive_temperature` (Veličković et al.
+        2024) on rows with ``temperature > 0``; rows with ``temperature == 0`` stay greedy.
+    dynatemp_range, dynatemp_exponent : float, default 0.0 and 1.0
+        llama.cpp's dynamic temperature: with ``dynatemp_range > 0`` the temperature becomes
+        :func:`fastdecode.dynamic_temperature` ``(temperature, dynatemp_range, dynatemp_exponent)``
+        on rows with ``temperature > 0`` (``temperature == 0`` stays greedy). Exclusive with
+        ``adaptive_temperature``.
+    xtc_probability, xtc_threshold : float, default 0.0 and 0.1
+        :func:`fastdecode.xtc` (llama.cpp names); its coin is keyed by the row's seed and position.
+    dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n : default 0.0, 1.75, 2, -1
+        :func:`fastdecode.dry` over the whole history (prompt included, as llama.cpp's server
+        feeds the prompt to its sampler); 0 multiplier disables.
+    dry_sequence_breakers : list of token-id sequences, optional
+        DRY's breakers as token ids (llama.cpp tokenizes its default strings ``"\\n", ":", "\"",
+        "*"``; pass your tokenizer's ids for them).
 
     Notes
     -----
     Per step, on a private float32 copy of the logits (only when some penalty is active):
-    repetition -> presence/frequency -> no-repeat n-gram -> bad words -> logit bias -> suppress ->
-    whitelist, then one fused :func:`fastdecode.sample` call. This is the order of HF's
-    ``generate`` (penalties before warpers) and equals applying the functional ops one by one.
+    repetition -> presence/frequency -> DRY -> no-repeat n-gram -> bad words -> logit bias ->
+    suppress -> whitelist, then one fused :func:`fastdecode.sample` call. This is the order of
+    HF's ``generate`` (penalties before warpers) and equals applying the functional ops one by one.
+
+    When adaptive temperature, dynamic temperature or XTC is active the fused call cannot express
+    the chain, so it is composed from the ops and ends in the same seeded pick at temperature 1:
+    ``order="hf"``: penalties (DRY among them) -> temperature (adaptive / dynamic replace it) ->
+    top-n-sigma -> top-k -> top-p -> min-p -> typical -> epsilon -> eta -> XTC -> pick;
+    ``order="llama.cpp"``: penalties -> top-n-sigma -> top-k -> typical -> top-p -> min-p ->
+    epsilon -> eta -> XTC -> temperature (adaptive / dynamic replace it) -> pick, llama.cpp's
+    ``bias -> penalties -> DRY -> top-n-sigma -> top-k -> typical -> top-p -> min-p -> XTC ->
+    temperature`` (here the logit bias comes after the penalties, in both orders). So in the
+    llama.cpp order dynamic temperature sees only the surviving candidates and XTC the
+    probabilities at temperature 1, as in llama.cpp; in the HF order both see the tempered full
+    row. :meth:`final_logits` returns exactly the distribution the pick draws from (pass the same
+    ``seed`` when XTC is active). beam_search applies DRY (with the penalties) and refuses the other
+    three for beam sampling (HF's beam warpers do not include them).
     """
 
     __slots__ = ("_cfg", "_plan")
@@ -71,7 +101,12 @@ class Sampler:
                  bad_words_ids: Sequence[Sequence[int]] | None = None,
                  suppress_tokens: Sequence[int] | None = None,
                  allowed_token_ids: Sequence[int] | None = None, order: str = "hf",
-                 seed: Any = None):
+                 seed: Any = None, adaptive_temperature: bool = False,
+                 dynatemp_range: Any = 0.0, dynatemp_exponent: Any = 1.0,
+                 xtc_probability: Any = 0.0, xtc_threshold: Any = 0.1,
+                 dry_multiplier: Any = 0.0, dry_base: Any = 1.75, dry_allowed_length: Any = 2,
+                 dry_penalty_last_n: Any = -1,
+                 dry_sequence_breakers: Sequence[Sequence[int]] | None = None):
         def n(v):
             return np.size(v) if np.ndim(v) == 1 else 1
 
@@ -102,6 +137,9 @@ class Sampler:
         if bad_words_ids is not None:
             if any(len(w) == 0 for w in bad_words_ids):
                 raise ValueError("bad_words_ids must not contain empty sequences")
+        adaptive = _check_adaptive(n, adaptive_temperature, dynatemp_range, dynatemp_exponent,
+                                   xtc_probability, xtc_threshold, dry_multiplier, dry_base,
+                                   dry_allowed_length, dry_penalty_last_n, dry_sequence_breakers)
         self._cfg = dict(
             temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p,
             epsilon_cutoff=epsilon_cutoff, eta_cutoff=eta_cutoff, top_n_sigma=top_n_sigma,
@@ -114,10 +152,12 @@ class Sampler:
             allowed_token_ids=list(allowed_token_ids) if allowed_token_ids is not None else None,
             order=order, seed=seed,
         )
-        self._plan = (checked[:8], False, False)
+        self._cfg.update(adaptive)
+        self._plan = (checked[:8], False, False, False)
         hist = self._needs_history()
         self._plan = (checked[:8], hist, hist or bool(
-            self._cfg["logit_bias"] or self._cfg["suppress_tokens"] or self._cfg["allowed_token_ids"] is not None))
+            self._cfg["logit_bias"] or self._cfg["suppress_tokens"] or self._cfg["allowed_token_ids"] is not None),
+            _chain_active(self._cfg))
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -147,6 +187,7 @@ class Sampler:
             or np.any(np.asarray(c["frequency_penalty"]) != 0.0)
             or c["no_repeat_ngram_size"] > 0
             or c["bad_words_ids"]
+            or np.any(np.asarray(c["dry_multiplier"]) != 0.0)
         )
 
 
@@ -174,6 +215,9 @@ class Sampler:
             ops.presence_frequency_penalty(x, ids, presence=c["presence_penalty"],
                                            frequency=c["frequency_penalty"], lengths=lengths,
                                            prompt_lengths=prompt_lengths, last_n=last_n, out=x)
+        if np.any(np.asarray(c["dry_multiplier"]) != 0.0):
+            ops.dry(x, ids, c["dry_multiplier"], c["dry_base"], c["dry_allowed_length"],
+                    c["dry_penalty_last_n"], c["dry_sequence_breakers"] or (), lengths=lengths, out=x)
         if c["no_repeat_ngram_size"] > 0:
             ops.no_repeat_ngram(x, ids, c["no_repeat_ngram_size"], lengths=lengths, out=x)
         if c["bad_words_ids"]:
@@ -187,7 +231,9 @@ class Sampler:
         return x
 
     _ROW_PARAMS = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
-                   "top_n_sigma", "repetition_penalty", "presence_penalty", "frequency_penalty", "seed")
+                   "top_n_sigma", "repetition_penalty", "presence_penalty", "frequency_penalty", "seed",
+                   "dynatemp_range", "dynatemp_exponent", "xtc_probability", "xtc_threshold",
+                   "dry_multiplier", "dry_base", "dry_allowed_length", "dry_penalty_last_n")
 
     def _batch_size(self) -> int | None:
         """The batch size its per-row parameters imply (None when every parameter is a scalar)."""
@@ -220,21 +266,45 @@ class Sampler:
                 raise ValueError(f"{name} has {p.size} values but logits has {B} rows")
         tokens = np.empty(B, dtype=np.int64)
         lp = np.empty(B, dtype=np.float64) if want_logprobs else None
-        ops._k.sample(x, *params, ops._ORDERS[self._cfg["order"]], seeds, lengths, None, tokens, lp,
-                      ops._threads[0])
+        if self._plan[3]:
+            x = self._chain(x if x is not lg.array else _to_work_array(lg), seeds, lengths)
+            params, order = _PICK, 0
+        else:
+            order = ops._ORDERS[self._cfg["order"]]
+        ops._k.sample(x, *params, order, seeds, lengths, None, tokens, lp, ops._threads[0])
         return tokens, lp
 
     def final_logits(self, logits: Any, input_ids: Any = None, *, prompt_lengths: Any = None,
-                     lengths: Any = None, dtype: str | None = None) -> np.ndarray:
+                     lengths: Any = None, dtype: str | None = None, seed: Any = None,
+                     position: Any = None) -> np.ndarray:
         """The logits of the exact distribution :meth:`__call__` draws from.
 
         Penalties, then temperature and the filters in the configured order (removed tokens are
         -inf); ``softmax`` of the result is the sampling distribution. A temperature-0 row becomes
         the one-hot of its first maximum (0 there, -inf elsewhere). Used for "processed" logprobs.
+        With XTC active the result depends on the row's coin: pass the ``seed`` and ``position``
+        of the call (defaults: the configured seed, and the position :meth:`__call__` would use);
+        without a seed from either, XTC raises ``ValueError``.
         """
         lg = as_logits(logits, dtype=dtype)
-        c = self._cfg
         x = self._process(lg, input_ids, prompt_lengths, lengths) if self.edits_logits else _to_work_array(lg)
+        if self._plan[3]:
+            B = x.shape[0]
+            seed = self._cfg["seed"] if seed is None else seed
+            if seed is None and np.any(np.asarray(self._cfg["xtc_probability"]) > 0):
+                raise ValueError("seed is required: XTC's coin depends on the seed of the call and "
+                                 "this Sampler has none configured")
+            seeds = np.broadcast_to(ops._seeds(seed if seed is not None else 0, B), (B,))
+            pos = np.broadcast_to(ops._positions(_default_position(position, lengths, input_ids, B), B), (B,))
+            return self._chain(x, np.ascontiguousarray(seeds), np.ascontiguousarray(pos))
+        return self._chain(x)
+
+    def _chain(self, x: np.ndarray, seeds: np.ndarray | None = None,
+               pos: np.ndarray | None = None) -> np.ndarray:
+        """Temperature (or adaptive / dynamic temperature), the filters and XTC on the processed x,
+        in place, in the configured order (see the class Notes): the final logits. ``seeds`` and
+        ``pos`` (B values each) key XTC's coin."""
+        c = self._cfg
         B = x.shape[0]
         t = np.broadcast_to(row_param(c["temperature"], B, "temperature", lo=0.0, hi=math.inf, hi_open=True), (B,))
         greedy = t == 0
@@ -242,7 +312,17 @@ class Sampler:
 
         def temper():
             tt = np.where(greedy, 1.0, t).astype(x.dtype)
-            np.divide(x, tt[:, None], out=x)
+            if c["adaptive_temperature"]:
+                ops.adaptive_temperature(x, out=x)
+            elif np.any(np.asarray(c["dynatemp_range"]) > 0):
+                ops.dynamic_temperature(x, np.where(greedy, 1.0, t), c["dynatemp_range"],
+                                        c["dynatemp_exponent"], out=x)
+            else:
+                np.divide(x, tt[:, None], out=x)
+
+        def exclude():
+            if np.any(np.asarray(c["xtc_probability"]) > 0):
+                ops.xtc(x, c["xtc_probability"], c["xtc_threshold"], seed=seeds, position=pos, out=x)
 
         chain = [("top_n_sigma", ops.top_n_sigma, 0.0), ("top_k", ops.top_k, 0), ("top_p", ops.top_p, 1.0),
                  ("min_p", ops.min_p, 0.0), ("typical_p", ops.typical_p, 1.0),
@@ -256,6 +336,7 @@ class Sampler:
             active = (v > 0) if name == "top_n_sigma" else (v != off)
             if np.any(active):
                 fn(x, v, out=x)
+        exclude()
         if c["order"] not in ("hf", "vllm"):
             temper()
         if first is not None:
@@ -295,20 +376,23 @@ class Sampler:
             x = lg.array
             if lg.bf16:
                 x = _to_work_array(lg)
-        if position is None:
-            if lengths is not None:  # validated here so that an error names the argument given
-                position = row_param(lengths, lg.batch, "lengths", lo=0, integer=True)
-            elif input_ids is not None:
-                position = np.shape(input_ids)[-1]
-            else:
-                position = 0
-        res = ops.sample(
-            x if not lg.one_d else x[0], temperature=c["temperature"], top_k=c["top_k"],
-            top_p=c["top_p"], min_p=c["min_p"], typical_p=c["typical_p"],
-            epsilon_cutoff=c["epsilon_cutoff"], eta_cutoff=c["eta_cutoff"],
-            top_n_sigma=c["top_n_sigma"], seed=c["seed"] if seed is None else seed,
-            position=position, order=c["order"], return_logprobs=return_logprobs,
-        )
+        position = _default_position(position, lengths, input_ids, lg.batch)
+        if self._plan[3]:
+            B = lg.batch
+            seeds = np.ascontiguousarray(np.broadcast_to(
+                ops._seeds(c["seed"] if seed is None else seed, B), (B,)))
+            pos = np.ascontiguousarray(np.broadcast_to(ops._positions(position, B), (B,)))
+            x = self._chain(x if x is not lg.array else _to_work_array(lg), seeds, pos)
+            res = ops.sample(x if not lg.one_d else x[0], seed=seeds, position=pos,
+                             return_logprobs=return_logprobs)
+        else:
+            res = ops.sample(
+                x if not lg.one_d else x[0], temperature=c["temperature"], top_k=c["top_k"],
+                top_p=c["top_p"], min_p=c["min_p"], typical_p=c["typical_p"],
+                epsilon_cutoff=c["epsilon_cutoff"], eta_cutoff=c["eta_cutoff"],
+                top_n_sigma=c["top_n_sigma"], seed=c["seed"] if seed is None else seed,
+                position=position, order=c["order"], return_logprobs=return_logprobs,
+            )
         if lg.torch:
             import torch
 
@@ -318,6 +402,71 @@ class Sampler:
         return res
 
 
+def _default_position(position: Any, lengths: Any, input_ids: Any, batch: int) -> Any:
+    """The position a call uses when none is given: each row's history length."""
+    if position is not None:
+        return position
+    if lengths is not None:  # validated here so that an error names the argument given
+        return row_param(lengths, batch, "lengths", lo=0, integer=True)
+    if input_ids is not None:
+        return np.shape(input_ids)[-1]
+    return 0
+
+
+def _check_adaptive(n, adaptive_temperature, dynatemp_range, dynatemp_exponent, xtc_probability,
+                    xtc_threshold, dry_multiplier, dry_base, dry_allowed_length, dry_penalty_last_n,
+                    dry_sequence_breakers) -> dict:
+    """Validates the adaptive-sampler options of a Sampler; returns them for its configuration."""
+    if not isinstance(adaptive_temperature, (bool, np.bool_)):
+        raise TypeError(f"adaptive_temperature must be a bool, got {type(adaptive_temperature).__name__}")
+    fin = dict(hi=math.inf, hi_open=True)
+    for name, v, kw in [
+        ("dynatemp_range", dynatemp_range, dict(lo=0.0, **fin)),
+        ("dynatemp_exponent", dynatemp_exponent, dict(lo=0.0, **fin)),
+        ("xtc_probability", xtc_probability, dict(lo=0.0, hi=1.0)),
+        ("xtc_threshold", xtc_threshold, dict(lo=0.0, hi=1.0)),
+        ("dry_multiplier", dry_multiplier, dict(lo=0.0, **fin)),
+        ("dry_base", dry_base, dict(lo=1.0, **fin)),
+        ("dry_allowed_length", dry_allowed_length, dict(lo=0, hi=2.0**31 - 1, integer=True)),
+        ("dry_penalty_last_n", dry_penalty_last_n, dict(lo=-1, hi=2.0**62, integer=True)),
+    ]:
+        row_param(v, n(v), name, **kw)
+    if adaptive_temperature and np.any(np.asarray(dynatemp_range) > 0):
+        raise ValueError("adaptive_temperature and dynatemp_range > 0 both replace the temperature: "
+                         "choose one")
+    breakers = None
+    if dry_sequence_breakers is not None:
+        if isinstance(dry_sequence_breakers, (str, bytes)) or not isinstance(dry_sequence_breakers, Sequence):
+            raise TypeError("dry_sequence_breakers must be a list of token-id sequences, e.g. [[13], [25]]")
+        breakers = []
+        for i, b in enumerate(dry_sequence_breakers):
+            if isinstance(b, (int, np.integer)) and not isinstance(b, (bool, np.bool_)):
+                b = [b]
+            if isinstance(b, (str, bytes)) or not isinstance(b, (Sequence, np.ndarray)):
+                raise TypeError(f"dry_sequence_breakers[{i}] must be a sequence of token ids "
+                                "(tokenize llama.cpp's strings first)")
+            ids = [int(t) for t in b]
+            if not ids:
+                raise ValueError(f"dry_sequence_breakers[{i}] is empty")
+            if min(ids) < 0:
+                raise ValueError(f"dry_sequence_breakers[{i}]: token ids must be >= 0")
+            breakers.append(ids)
+    return dict(adaptive_temperature=bool(adaptive_temperature), dynatemp_range=dynatemp_range,
+                dynatemp_exponent=dynatemp_exponent, xtc_probability=xtc_probability,
+                xtc_threshold=xtc_threshold, dry_multiplier=dry_multiplier, dry_base=dry_base,
+                dry_allowed_length=dry_allowed_length, dry_penalty_last_n=dry_penalty_last_n,
+                dry_sequence_breakers=breakers or None)
+
+
+def _chain_active(c: dict) -> bool:
+    """Whether the step needs the composed chain (an option the fused sample() cannot express)."""
+    return bool(c["adaptive_temperature"] or np.any(np.asarray(c["dynatemp_range"]) > 0)
+                or np.any(np.asarray(c["xtc_probability"]) > 0))
+
+
+# the fused sampler's parameters for a bare pick from final logits: temperature 1, no filter
+_PICK = [np.array([v]) for v in (1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0)]
+
 _PLAN_NAMES = ("temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
                "top_n_sigma")
 
@@ -325,7 +474,9 @@ _DEFAULTS = dict(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, 
                  eta_cutoff=0.0, top_n_sigma=0.0, repetition_penalty=1.0, presence_penalty=0.0,
                  frequency_penalty=0.0, penalty_last_n=None, no_repeat_ngram_size=0, logit_bias=None,
                  bad_words_ids=None, suppress_tokens=None, allowed_token_ids=None, order="hf",
-                 seed=None)
+                 seed=None, adaptive_temperature=False, dynatemp_range=0.0, dynatemp_exponent=1.0,
+                 xtc_probability=0.0, xtc_threshold=0.1, dry_multiplier=0.0, dry_base=1.75,
+                 dry_allowed_length=2, dry_penalty_last_n=-1, dry_sequence_breakers=None)
 
 
 def _is_default(k: str, v: Any) -> bool:

@@ -422,6 +422,57 @@ size_t fd_floor_workspace(int64_t n_cols);
  * ws: at least fd_floor_workspace(n_cols) bytes, 64-byte aligned. */
 fd_status fd_floor(const fd_rows *in, int kind, double *out, void *ws, fd_errinfo *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * adaptive.c: the stateless adaptive samplers (semantics and references: the file comment there).
+ * in/out: same shape and dtype, out may alias in (same data and row stride). Kept tokens are
+ * copied through unchanged; scaled ones are computed in float32 (float64 rows in double) and
+ * rounded once to the dtype. NaN / +inf logits give FD_ENAN / FD_EPOSINF (err->row, err->index).
+ * --------------------------------------------------------------------------------------------- */
+
+/* The draw index of XTC's coin in fd_uniform(seed, position, draw); fd_sample's pick uses 0. */
+#define FD_DRAW_XTC UINT64_C(0x5854430000000000)
+
+/* Scratch for the three row kernels below: four rows of 4-byte entries, 64-byte aligned (as
+ * fd_dry's). */
+size_t fd_adaptive_workspace(int64_t n_cols);
+/* beta(H) of adaptive temperature: max(poly(H), 1) if H > 0.5 else 1. */
+double fd_adaptive_beta(double h);
+/* Velickovic et al. 2024: out = in * beta(H), H the entropy (nats) of softmax(in). A row whose
+ * scaled maximum overflows the dtype becomes the one-hot of its first maximum (value kept, the
+ * rest -inf). A row of all -inf gives FD_ENOFINITE. beta_out (may be NULL) receives beta. */
+fd_status fd_adaptive_temperature(const fd_rows *in, const fd_rows *out, double *beta_out,
+                                  void *ws, fd_errinfo *err);
+/* llama.cpp temp-ext: temperature T >= 0, delta >= 0, exponent >= 0 (finite; else FD_EINVAL).
+ * delta == 0: T' = T. delta > 0: N = finite logits; N <= 1 leaves the row as it is (temp_out NaN);
+ * else T' = T_min + (T_max - T_min) r^exponent, r = H / ln N clamped to [0, 1], H the entropy
+ * (nats) of softmax(in), T_min = max(0, T - delta), T_max = T + delta. out = in / T' (-inf stays
+ * -inf); T' == 0 (or 0 in float32 for non-float64 rows) or a scaled maximum that overflows the
+ * dtype: the one-hot of the first maximum. A row of all -inf is copied. temp_out (may be NULL)
+ * receives T'. */
+fd_status fd_dynamic_temperature(const fd_rows *in, const fd_rows *out, fd_param temperature,
+                                 fd_param delta, fd_param exponent, double *temp_out, void *ws,
+                                 fd_errinfo *err);
+/* llama.cpp XTC: probability in [0, 1], threshold in [0, 1], min_keep >= 1 (else FD_EINVAL).
+ * u = rng->uniform[r] (in [0, 1), else FD_EINVAL) or fd_uniform(seed, position, FD_DRAW_XTC).
+ * Unchanged unless probability > 0, threshold <= 0.5, at least 2 finite logits and u <= p. Then
+ * with P = {finite tokens with w >= threshold * Z} (w = float32 exp(z - max), Z their double sum):
+ * if |P| >= 2 and N - (|P| - 1) >= min_keep, every token of P but the one with the smallest logit
+ * (lowest id among equal) becomes filter_value (not NaN or +inf). */
+fd_status fd_xtc(const fd_rows *in, const fd_rows *out, fd_param probability, fd_param threshold,
+                 fd_param min_keep, const fd_rng_args *rng, double filter_value, void *ws,
+                 fd_errinfo *err);
+/* Scratch for fd_dry: logits of n_cols, histories of hist_cols, n_breakers breakers. */
+size_t fd_dry_workspace(int64_t n_cols, int64_t hist_cols, int64_t n_breakers);
+/* llama.cpp DRY, in place on x (penalty.c's conventions for ids, bounds and errors). Per row:
+ * multiplier >= 0, base >= 1 (finite), allowed_length an integer in [0, 2^31), last_n an integer
+ * >= -1 (-1: the whole history; 0 disables), else FD_EINVAL. Breaker b = flat[offsets[b] ..
+ * offsets[b + 1]) (non-empty, offsets[0] == 0, else FD_ESHAPE; ids in [0, n_cols) else FD_ERANGE
+ * with err->row = -1, err->index = position in flat, checked before any row). Algorithm and
+ * arithmetic: adaptive.c's file comment (llama.cpp's four steps, exactly). */
+fd_status fd_dry(const fd_rows *x, const fd_ids *ids, fd_param multiplier, fd_param base,
+                 fd_param allowed_length, fd_param last_n, const int64_t *flat,
+                 const int64_t *offsets, int64_t n_breakers, void *ws, fd_errinfo *err);
+
 #ifdef __cplusplus
 }
 #endif
