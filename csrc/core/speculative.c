@@ -140,7 +140,8 @@ fd_status fd_spec_verify(const fd_rows *target, const fd_rows *draft, const int6
                          int64_t *next_token, void *ws, fd_errinfo *err)
 {
     set_err(err, -1, -1);
-    if (!target || gamma < 0 || target->n_rows < 0 || target->n_cols < 0 ||
+    if (!target || !fdi_valid_rows(target) || (draft && !fdi_valid_rows(draft)) || gamma < 0 ||
+        gamma == INT64_MAX || target->n_rows < 0 || target->n_cols < 0 ||
         target->n_cols > INT32_MAX || target->n_rows % (gamma + 1) != 0 ||
         (target->n_rows > 1 && target->row_stride < target->n_cols) ||
         (target->n_rows > 0 && target->n_cols > 0 && !target->data)) {

@@ -30,6 +30,13 @@
  *   kernel specifics: id histories (any int64, small alphabets so n-grams repeat, begin / end
  *             arrays valid or not), id lists and bias values, bitmask words, bad-word lists, beam
  *             scores, group size and k, rng seeds / positions / explicit uniforms, filter_value
+ *   spec_verify (kernel bytes 224..231): n_rows is the batch B; then gamma 0..6 (rarely -1,
+ *             INT64_MAX, or a target row count that is not B * (gamma + 1)), draft rows NULL or
+ *             B * gamma (rarely a wrong count), drafted ids (any int64, mostly in range, or drawn
+ *             from the draft rows by fd_sample with the uniform fd_uniform(seed, position + i,
+ *             FD_DRAW_SPEC_DRAFT)), n_draft (NULL or per row, sometimes outside [0, gamma]),
+ *             greedy (NULL or per-row bytes), seeds / positions (sometimes NULL); the logits hold
+ *             the target rows, then the draft rows
  *
  * Every buffer is malloc'd at its exact size with the data at its end (rows, per-row params,
  * ids, outputs, the workspace from the matching fd_*_workspace function), so ASan reports any
@@ -63,6 +70,16 @@
  *   entropix     branch in 0..5, H / V finite and >= 0, argmax rows the first maximum, clarify
  *                rows the clarify token, other tokens have finite logits; explicit uniforms or no
  *                rng are FD_EINVAL
+ *   spec_verify  n_accepted in [0, n_draft], next_token in [0, V) with a finite logit in target row
+ *                acc; greedy rows: accepted drafts the first maxima of their rows, next_token the
+ *                first maximum of row acc and different from a rejected draft; sampling rows: an
+ *                accepted draft has a finite target logit, each accept / reject decision agrees with
+ *                u * q(d) < p(d) recomputed in double (unless within 1e-5 of the boundary), a
+ *                rejected deterministic draft is not the next token, a residual token has p >= q
+ *                (within 1e-5); drafts drawn by fd_sample never fail the q(d) > 0 check; errors
+ *                name a row and index of the right kind (FD_ERANGE the first id out of range,
+ *                FD_ENAN / FD_EPOSINF a row holding NaN / +inf, FD_ENOFINITE a row of -inf, and
+ *                every row read before it clean); rows not decided are not written
  *   dtype        fd_load_row / fd_check_rows against reference conversions and scans; fd_store
  *                rounds to nearest even (a bisection over the target format); conversions
  *                round-trip
@@ -123,8 +140,14 @@ enum { K_CONTRAST = K_COUNT, K_GUIDANCE };
 /* fd_adaptive_temperature, fd_dynamic_temperature, fd_xtc and fd_dry (adaptive.c), added later
  * still: kernel bytes 232..235, which no committed corpus input other than their own uses */
 enum { K_ADAPTIVE_T = K_GUIDANCE + 1, K_DYNAMIC_T, K_XTC, K_DRY };
+
+/* fd_spec_verify likewise: the unused kernel bytes 224..231 */
+enum { K_SPEC = K_DRY + 1 };
 static int kernel_of(uint8_t b)
 {
+    if (b >= 224 && b <= 231) {
+        return K_SPEC;
+    }
     if (b >= 240 && b != 251) {
         return b & 1 ? K_CONTRAST : K_GUIDANCE;
     }
@@ -472,6 +495,14 @@ typedef struct {
     int n_stores;
     int64_t st_row[16], st_col[16];
     double st_val[16];
+    /* spec_verify (n_rows is B, ival gamma; ids the drafted tokens, ids_stride their stride):
+     * target and draft row counts as passed (draft -1: NULL), the rows of x they take, n_draft,
+     * greedy, which rows' drafts fd_sample drew, an invalid gamma */
+    int64_t sp_trows, sp_drows, sp_xt, sp_xd;
+    int64_t *sp_ndraft;
+    uint8_t *sp_greedy;
+    uint8_t *sp_drawn;
+    int sp_badgamma, sp_null_seed, sp_null_pos;
 } fcase;
 
 static int valid_stride(const fcase *c, int64_t nr)
@@ -681,6 +712,149 @@ static void free_case(fcase *c)
     free(c->seed);
     free(c->pos);
     free(c->unif);
+    free(c->sp_ndraft);
+    free(c->sp_greedy);
+    free(c->sp_drawn);
+}
+
+/* fd_spec_verify's arguments after the common header (n_rows is the batch B): gamma, the row
+ * counts of the target and draft matrices (x holds sp_xt target rows, then sp_xd draft rows),
+ * the drafted ids, n_draft, greedy, seeds and positions; sets `weird` exactly when the call is
+ * malformed (the kernel must answer FD_ESHAPE) */
+static void decode_spec(rd *r, fcase *c)
+{
+    int64_t B = c->n_rows, rows = B > 0 ? B : 0;
+    uint8_t gb = u8(r);
+    int64_t g = gb % 7, extra = 0;
+    int bad_rows = 0;
+    if (c->row_stride == INT64_MAX) {
+        g = 0; /* one row with a huge stride: every row count stays <= 1 */
+    }
+    else if (gb >= 252) {
+        static const int64_t badg[4] = {-1, INT64_MAX, INT64_MIN, -2};
+        g = badg[gb - 252];
+        c->sp_badgamma = 1;
+    }
+    else if (gb >= 248) {
+        g = 1 + gb % 6; /* target rows not a multiple of gamma + 1 */
+        extra = 1 + u8(r) % g;
+        bad_rows = 1;
+    }
+    c->ival = g;
+    int64_t gv = c->sp_badgamma ? 0 : g; /* drafts per row that exist */
+    c->sp_trows = B < 0 || c->sp_badgamma ? B : B * (g + 1) + extra;
+    c->sp_xt = c->sp_trows > 0 ? c->sp_trows : 0;
+
+    uint8_t dm = u8(r);
+    int hasd = dm % 4 != 0;
+    int64_t drows = rows * gv;
+    if (hasd && dm >= 248 && c->row_stride != INT64_MAX) {
+        drows = (dm & 1) || drows == 0 ? drows + 1 : drows - 1;
+        bad_rows = 1;
+    }
+    c->sp_drows = hasd ? drows : -1;
+    c->sp_xd = hasd ? drows : 0;
+
+    /* drafted ids: B rows of gamma with stride gamma + 0..2 (rarely 0: shared, or NULL) */
+    uint8_t ts = u8(r);
+    c->ids_cols = gv;
+    c->ids_stride = ts >= 250 ? 0 : gv + ts % 3;
+    c->null_ids = ts == 249;
+    c->ids_rows = c->ids_stride == 0 && rows > 1 ? 1 : rows;
+    int64_t alpha = 1 + u8(r) % 16;
+    int64_t len = rows > 0 ? (rows - 1) * c->ids_stride + gv : 0;
+    c->ids = malloc((size_t)(len > 0 ? len : 1) * sizeof(int64_t));
+    for (int64_t i = 0; i < len; i++) {
+        c->ids[i] = gen_id(r, alpha, c->n_cols, i);
+    }
+    /* drawn from the draft rows (draw_spec, once the logits are known) */
+    int draw = ((dm >> 2) & 3) != 0 && hasd && !bad_rows && !c->sp_badgamma && gv > 0 &&
+               c->ids_stride >= gv && !c->null_ids && c->n_cols > 0 && c->dtype <= FD_BF16;
+    if (draw && rows > 0) {
+        c->sp_drawn = calloc((size_t)(rows * gv), 1);
+    }
+
+    uint8_t nd = u8(r);
+    if (nd % 3 != 0) {
+        c->sp_ndraft = malloc((size_t)(rows ? rows : 1) * sizeof(int64_t));
+        for (int64_t b = 0; b < rows; b++) {
+            uint8_t v = u8(r);
+            static const int64_t badn[4] = {-1, 1, INT64_MIN, INT64_MAX};
+            c->sp_ndraft[b] = v < 240 ? v % (gv + 1) : (v % 4 == 1 ? gv + 1 : badn[v % 4]);
+        }
+    }
+    uint8_t gm = u8(r);
+    if (gm % 3 != 0) {
+        c->sp_greedy = malloc((size_t)(rows ? rows : 1));
+        for (int64_t b = 0; b < rows; b++) {
+            c->sp_greedy[b] = gm % 3 == 2 ? 1 : (uint8_t)(u8(r) & 0x81);
+        }
+    }
+    uint8_t rm = u8(r);
+    c->sp_null_seed = rm % 8 == 1;
+    c->sp_null_pos = rm % 8 == 2;
+    c->seed_stride = (rm >> 3) & 1;
+    c->pos_stride = (rm >> 4) & 1;
+    int64_t ns = c->seed_stride && rows ? rows : 1, npos = c->pos_stride && rows ? rows : 1;
+    c->seed = malloc((size_t)ns * sizeof(uint64_t));
+    c->pos = malloc((size_t)npos * sizeof(int64_t));
+    for (int64_t i = 0; i < ns; i++) {
+        c->seed[i] = u8(r) < 128 ? u8(r) : u64(r);
+    }
+    for (int64_t i = 0; i < npos; i++) {
+        c->pos[i] = u8(r) < 128 ? (int64_t)u16(r) : (int64_t)u64(r);
+    }
+
+    int malformed = c->n_rows < 0 || c->n_cols < 0 || c->dtype > FD_BF16 || c->sp_badgamma ||
+                    bad_rows;
+    int64_t tr = c->sp_trows, dr = hasd ? drows : 0;
+    if (c->row_stride < c->n_cols && (tr > 1 || dr > 1)) {
+        malformed = 1;
+    }
+    if (c->null_data && c->n_cols > 0 && (tr > 0 || dr > 0)) {
+        malformed = 1;
+    }
+    if (B > 0 && (c->null_out >= 254 || (c->null_ids && gv > 0))) {
+        malformed = 1;
+    }
+    c->weird = malformed;
+}
+
+/* the drafted ids of rows whose draft logits are given: drawn by fd_sample (temperature 1, no
+ * filter) with the uniform fd_uniform(seed, position + i, FD_DRAW_SPEC_DRAFT), so q(d) > 0 */
+static void draw_spec(fcase *c)
+{
+    if (!c->sp_drawn) {
+        return;
+    }
+    int64_t B = c->n_rows, g = c->ival, V = c->n_cols;
+    size_t es = esize(c->dtype);
+    static const double one = 1.0, zero = 0.0;
+    fd_sample_params P = {{&one, 0}, {&zero, 0}, {&one, 0},  {&zero, 0},
+                          {&one, 0}, {&zero, 0}, {&zero, 0}, {&zero, 0}, FD_ORDER_HF};
+    void *ws = NULL;
+    if (posix_memalign(&ws, 64, fd_sample_workspace(V))) {
+        abort();
+    }
+    for (int64_t b = 0; b < B; b++) {
+        uint64_t s = c->seed[b * c->seed_stride];
+        uint64_t pos = (uint64_t)c->pos[b * c->pos_stride];
+        for (int64_t i = 0; i < g; i++) {
+            fd_rows row = {c->x + (size_t)((c->sp_xt + b * g + i) * V) * es, (fd_dtype)c->dtype, 1,
+                           V, V};
+            double u = fd_uniform(s, pos + (uint64_t)i, FD_DRAW_SPEC_DRAFT);
+            fd_rng_args rng = {0};
+            rng.uniform = &u;
+            int64_t t = -1;
+            fd_errinfo e;
+            if (fd_sample(&row, &P, &rng, &t, NULL, ws, &e) == FD_OK) {
+                REQUIRE(t >= 0 && t < V);
+                c->ids[b * c->ids_stride + i] = t;
+                c->sp_drawn[b * g + i] = 1;
+            }
+        }
+    }
+    free(ws);
 }
 
 static void decode_adaptive(rd *r, fcase *c, int64_t rows); /* adaptive.c kernels */
@@ -993,9 +1167,13 @@ static void decode(rd *r, fcase *c)
         }
     }
 
+    else if (k == K_SPEC) {
+        decode_spec(r, c);
+    }
+
     /* the logits, last: they take whatever the input has left */
     size_t es = esize(c->dtype);
-    int64_t ne = rows * cols;
+    int64_t ne = (k == K_SPEC ? c->sp_xt + c->sp_xd : rows) * cols;
     c->x = malloc((size_t)(ne > 0 ? ne : 1) * es);
     uint8_t lm = u8(r), pat = u8(r);
     static const double scales[8] = {1.0, 1.0 / 64, 1000.0, 1e30, 1e-40, 3e38, 1e-5, 88.0};
@@ -1010,6 +1188,9 @@ static void decode(rd *r, fcase *c)
         else {
             put_elem(c->x, c->dtype, i, v);
         }
+    }
+    if (k == K_SPEC) {
+        draw_spec(c);
     }
 }
 
@@ -2723,6 +2904,216 @@ static void run_contrast(const fcase *c, const runopt *o, result *res)
 }
 
 /* ----------------------------------------------------------------------------------------- */
+/* fd_spec_verify: x holds the target rows (row b owns rows b * (gamma + 1) + i), then the draft */
+/* rows (row b owns rows b * gamma + i)                                                      */
+
+/* the distribution of case row R at temperature 1 in double (weights exp(z - max)) */
+static void spec_probs(const fcase *c, int64_t R, double *p)
+{
+    int64_t V = c->n_cols;
+    float m = -INFINITY;
+    for (int64_t j = 0; j < V; j++) {
+        float f = case_at(c, R, j);
+        m = f > m ? f : m;
+    }
+    double tot = 0.0;
+    for (int64_t j = 0; j < V; j++) {
+        float f = case_at(c, R, j);
+        p[j] = f == -INFINITY ? 0.0 : exp((double)f - (double)m);
+        tot += p[j];
+    }
+    for (int64_t j = 0; j < V; j++) {
+        p[j] /= tot;
+    }
+}
+
+/* 0: case row R is clean (no NaN / +inf, a finite value), else the status its load or pick
+ * gives: that of its first NaN / +inf, or FD_ENOFINITE */
+static int spec_row_status(const fcase *c, int64_t R)
+{
+    int fin = 0;
+    for (int64_t j = 0; j < c->n_cols; j++) {
+        float f = case_at(c, R, j);
+        if (f != f) {
+            return FD_ENAN;
+        }
+        if (f == INFINITY) {
+            return FD_EPOSINF;
+        }
+        fin |= f != -INFINITY;
+    }
+    return fin ? 0 : FD_ENOFINITE;
+}
+
+static void run_spec(const fcase *c, const runopt *o, result *res)
+{
+    const int64_t B = c->n_rows, g = c->ival, V = c->n_cols, nr = o->nr;
+    const int whole = o->r0 == 0 && nr == B; /* else a slice of a well-formed case */
+    const int hasd = c->sp_drows >= 0;
+    int64_t tr0 = whole ? 0 : o->r0 * (g + 1), tnr = whole ? c->sp_trows : nr * (g + 1);
+    int64_t dr0 = c->sp_xt + (whole ? 0 : o->r0 * g), dnr = whole ? c->sp_drows : nr * g;
+    rowbuf tg, dr;
+    rows_make(&tg, c, tr0, tnr, o->pad, 0);
+    if (hasd) {
+        rows_make(&dr, c, dr0, dnr, (o->pad + 2) % 4, 0);
+    }
+    const int64_t *tok = c->null_ids ? NULL : c->ids + o->r0 * c->ids_stride;
+    const int64_t *nd = c->sp_ndraft ? c->sp_ndraft + o->r0 : NULL;
+    const uint8_t *gr = c->sp_greedy ? c->sp_greedy + o->r0 : NULL;
+    const uint64_t *seed = c->sp_null_seed ? NULL : c->seed + o->r0 * c->seed_stride;
+    const int64_t *pos = c->sp_null_pos ? NULL : c->pos + o->r0 * c->pos_stride;
+    int64_t nn = nr > 0 ? nr : 1;
+    int64_t *acc = c->null_out == 254 ? NULL : malloc((size_t)nn * sizeof(int64_t));
+    int64_t *nxt = c->null_out == 255 ? NULL : malloc((size_t)nn * sizeof(int64_t));
+    for (int64_t r = 0; r < nr; r++) {
+        if (acc) {
+            acc[r] = -77;
+        }
+        if (nxt) {
+            nxt[r] = -77;
+        }
+    }
+    void *ws = ws_make(fd_spec_verify_workspace(V), o->wsfill, o->wsoff);
+    fd_errinfo err = {77, 77};
+    int st = fd_spec_verify(&tg.v, hasd ? &dr.v : NULL, tok, c->ids_stride, g, nd, gr, seed,
+                            c->seed_stride, pos, c->pos_stride, acc, nxt, ws, &err);
+    res->st = st;
+    res->err = err;
+    int64_t done = st == FD_OK ? nr : (err.row >= 0 ? err.row : 0);
+    if (o->checks) {
+        check_common(c, st, &err, nr, c->sp_badgamma ? 0 : 2 * g + 1);
+        REQUIRE((st == FD_ESHAPE) == c->weird);
+        REQUIRE(rows_unchanged(&tg));
+        REQUIRE(!hasd || rows_unchanged(&dr));
+        if (st == FD_OK || st == FD_ESHAPE) {
+            REQUIRE(err.row == -1 && err.index == -1);
+        }
+        else {
+            REQUIRE(err.row >= 0);
+        }
+    }
+    double *p = malloc((size_t)(V > 0 ? V : 1) * sizeof(double));
+    double *q = malloc((size_t)(V > 0 ? V : 1) * sizeof(double));
+    float *xr = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
+    for (int64_t r = 0; r < nr && !c->weird; r++) {
+        if (r < done) {
+            blob_add(res, (int)r, &acc[r], 8);
+            blob_add(res, (int)r, &nxt[r], 8);
+        }
+        if (!o->checks) {
+            continue;
+        }
+        const int64_t b = o->r0 + r, T0 = b * (g + 1), D0 = c->sp_xt + b * g;
+        const int64_t n = nd ? nd[r] : g;
+        const int64_t *d = tok ? tok + r * c->ids_stride : NULL;
+        const int greedy = gr && gr[r];
+        if (r > done || (r == done && st == FD_OK)) {
+            REQUIRE(acc[r] == -77 && nxt[r] == -77); /* rows not decided are not written */
+            continue;
+        }
+        if (r == done) { /* the failing row: an error of the right kind */
+            REQUIRE(acc[r] == -77 && nxt[r] == -77);
+            int64_t ix = err.index;
+            if (st == FD_EINVAL && ix < 0) {
+                REQUIRE(n < 0 || n > g || (!greedy && (!seed || !pos)));
+                continue;
+            }
+            REQUIRE(n >= 0 && n <= g);
+            int64_t nbad = 0;
+            while (nbad < n && d[nbad] >= 0 && d[nbad] < V) {
+                nbad++;
+            }
+            if (st == FD_ERANGE) {
+                REQUIRE(ix == nbad && ix < n);
+                continue;
+            }
+            REQUIRE(nbad == n);
+            if (V == 0) {
+                REQUIRE(st == FD_ENOFINITE && ix == 0);
+                continue;
+            }
+            REQUIRE(greedy || (seed && pos));
+            /* a target row i <= n, or (sampling with draft logits) a draft row i < n */
+            int draft_row = ix > g;
+            int64_t i = draft_row ? ix - g - 1 : ix;
+            REQUIRE(i >= 0 && (draft_row ? i < n && hasd && !greedy : i <= n));
+            for (int64_t j = 0; j < i + draft_row; j++) {
+                REQUIRE(spec_row_status(c, T0 + j) == 0);
+            }
+            for (int64_t j = 0; hasd && !greedy && j < i; j++) {
+                REQUIRE(spec_row_status(c, D0 + j) == 0);
+            }
+            int rs = spec_row_status(c, draft_row ? D0 + i : T0 + i);
+            if (st == FD_EINVAL) { /* q(d) == 0: not a draw of fd_sample */
+                REQUIRE(draft_row && rs == 0);
+                REQUIRE(!c->sp_drawn || !c->sp_drawn[b * g + i]);
+                float m;
+                case_row(c, D0 + i, xr);
+                first_max(xr, V, &m);
+                REQUIRE(xr[d[i]] == -INFINITY || xr[d[i]] - m < -87.0f); /* exp underflows */
+            }
+            else {
+                REQUIRE(rs == st);
+            }
+            continue;
+        }
+        /* a decided row */
+        int64_t a = acc[r], t = nxt[r];
+        REQUIRE(a >= 0 && a <= n);
+        REQUIRE(t >= 0 && t < V);
+        REQUIRE(case_at(c, T0 + a, t) != -INFINITY);
+        if (greedy) {
+            float m;
+            for (int64_t i = 0; i < a; i++) {
+                case_row(c, T0 + i, xr);
+                REQUIRE(d[i] == first_max(xr, V, &m));
+            }
+            case_row(c, T0 + a, xr);
+            REQUIRE(t == first_max(xr, V, &m));
+            REQUIRE(a == n || d[a] != t);
+            continue;
+        }
+        const uint64_t s = seed[r * c->seed_stride], p0 = (uint64_t)pos[r * c->pos_stride];
+        const double tol = 1e-5;
+        for (int64_t i = 0; i <= a && i < n; i++) {
+            spec_probs(c, T0 + i, p);
+            double qd = 1.0;
+            if (hasd) {
+                spec_probs(c, D0 + i, q);
+                qd = q[d[i]];
+            }
+            double u = fd_uniform(s, p0 + (uint64_t)i, FD_DRAW_SPEC_ACCEPT);
+            if (i < a) { /* accepted: p(d) > 0 and u q(d) < p(d) */
+                REQUIRE(case_at(c, T0 + i, d[i]) != -INFINITY);
+                REQUIRE(!(u * qd > p[d[i]] + tol));
+                continue;
+            }
+            /* rejected */
+            REQUIRE(!(u * qd < p[d[i]] - tol));
+            if (!hasd) {
+                REQUIRE(t != d[i]); /* p with d removed */
+                continue;
+            }
+            double resid = 0.0;
+            for (int64_t j = 0; j < V; j++) {
+                resid += p[j] > q[j] ? p[j] - q[j] : 0.0;
+            }
+            REQUIRE(resid < tol || p[t] - q[t] > -tol);
+        }
+    }
+    free(p);
+    free(q);
+    free(xr);
+    ws_free(ws, o->wsoff);
+    free(acc);
+    free(nxt);
+    rows_free(&tg);
+    if (hasd) {
+        rows_free(&dr);
+    }
+}
+
+/* ----------------------------------------------------------------------------------------- */
 /* driver                                                                                    */
 
 /* ----------------------------------------------------------------------------------------- */
@@ -3073,6 +3464,9 @@ static void run(const fcase *c, const runopt *o, result *res)
     }
     else if (k >= K_ADAPTIVE_T && k <= K_DRY) {
         run_adaptive(c, o, res);
+    }
+    else if (k == K_SPEC) {
+        run_spec(c, o, res);
     }
 }
 
