@@ -136,6 +136,15 @@ KERNELS.update({
                                              seed=s.seeds, position=3),
     "entropix": lambda s: fd.entropix(s.x, seed=s.seeds, position=5, return_logprobs=True),
 })
+# speculative verification: (B, 3, V) targets made of the shared rows, deterministic drafts
+KERNELS.update({
+    "spec_verify": lambda s: fd.speculative_verify(np.stack([s.x, s.x[::-1], s.x], 1),
+                                                   s.ids[:, :2] % s.x.shape[1], seed=s.seeds,
+                                                   position=s.rows, num_drafts=s.rows % 3),
+    "spec_verify_greedy": lambda s: fd.speculative_verify(np.stack([s.x16, s.x16, s.x16], 1),
+                                                          np.argmax(s.x, 1)[:, None].repeat(2, 1),
+                                                          greedy=True),
+})
 LIGHT = ("argmax", "allowed_tokens_bitmask", "softmax", "entropy")
 
 

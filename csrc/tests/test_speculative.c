@@ -184,6 +184,13 @@ static void test_errors(void *ws)
     fd_rows Q = rows32(q, 2, 3);
     CHECK(fd_spec_verify(&T, &Q, d, 1, 1, NULL, NULL, &s, 0, &pos, 0, acc, nxt, ws, &e) == FD_EINVAL &&
           e.row == 0 && e.index == 2);
+    /* an invalid dtype is a shape error whatever the batch (fuzz: regress-spec-bad-dtype) */
+    fd_rows Tbad = T;
+    Tbad.dtype = (fd_dtype)7;
+    CHECK(fd_spec_verify(&Tbad, NULL, d, 1, 1, NULL, g, NULL, 0, NULL, 0, acc, nxt, ws, &e) == FD_ESHAPE);
+    Tbad.n_rows = 0;
+    CHECK(fd_spec_verify(&Tbad, NULL, d, 1, 1, NULL, g, NULL, 0, NULL, 0, acc, nxt, ws, &e) == FD_ESHAPE);
+    CHECK(fd_spec_verify(&T, NULL, d, 1, INT64_MAX, NULL, g, NULL, 0, NULL, 0, acc, nxt, ws, &e) == FD_ESHAPE);
     fd_rows Qbad = rows32(q, 1, 3);
     CHECK(fd_spec_verify(&T, &Qbad, d, 1, 1, NULL, NULL, &s, 0, &pos, 0, acc, nxt, ws, &e) == FD_ESHAPE);
 }
