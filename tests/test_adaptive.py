@@ -178,6 +178,25 @@ def test_dynamic_temperature_huge_range(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_dynamic_temperature_delta_overflow(dtype):
+    """Found by the fuzz target (corpus regress-dynamic-temperature-delta-overflow): T + delta
+    overflows to +inf and (H / ln N)^exponent underflows to 0; inf * 0 made T' NaN and the row NaN.
+    T' is T_min = max(0, T - delta) = 0 there: greedy, the one-hot of the first maximum."""
+    big = np.finfo(np.float64).max
+    x = np.array([[0.5, -3.0, 2.0, 1.0, 2.0], [-np.inf, 0.25, -1.0, 0.0, -0.5]], dtype)
+    out, t = fd.dynamic_temperature(x, big, big, big, return_temperature=True)
+    np.testing.assert_array_equal(t, [0.0, 0.0])
+    want = np.full(x.shape, -np.inf)
+    want[0, 2], want[1, 1] = 2.0, 0.25
+    np.testing.assert_array_equal(out.astype(np.float64), want)
+    assert_bits_equal(out, ref.dynamic_temperature(x, big, big, big))
+    # a nonzero power with an infinite T_max gives T' = +inf, as before: every finite logit 0
+    out, t = fd.dynamic_temperature(x, big, big, 0.0, return_temperature=True)
+    assert np.isposinf(t).all() and (out[np.isfinite(x)] == 0).all()
+    assert_bits_equal(out, ref.dynamic_temperature(x, big, big, 0.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_dynamic_temperature_matches_reference(dtype, rng):
     x = _rows(rng, dtype)
     B = x.shape[0]

@@ -272,6 +272,27 @@ def test_guidance_per_row_and_errors():
         fd.guidance_logits(c * 1e30, u, 1e10, normalize=False)
 
 
+def test_guidance_normalize_float32_log_softmax_overflow():
+    # In float32, log_softmax's x - max overflows to -inf for x = -FLT_MAX next to max = +FLT_MAX
+    # (torch's too): the token is then ruled out (-inf), not an overflow error (the fuzz
+    # reproducer csrc/fuzz/corpus/regress-guidance-f32-overflow).
+    torch = pytest.importorskip("torch", reason="torch is in the test extra")
+    big = np.finfo(np.float32).max
+    c = np.array([[-big, big, 0.0, 1.0]], np.float32)
+    u = np.array([[0.5, big, -big, 1.0]], np.float32)
+    g = 1.0000001
+    got = fd.guidance_logits(c, u, g, normalize=True)
+    lc = torch.log_softmax(torch.from_numpy(c), -1)
+    lu = torch.log_softmax(torch.from_numpy(u), -1)
+    want = (g * (lc - lu) + lu).numpy()
+    want[np.isnan(want)] = -np.inf  # torch's NaN from u = -inf: excluded (-inf), as documented
+    assert np.isneginf(lc[0, 0].item()) and np.isneginf(lu[0, 2].item())
+    np.testing.assert_array_equal(np.isneginf(got), [[True, False, True, False]])
+    np.testing.assert_array_equal(got, want)
+    got64 = fd.guidance_logits(c.astype(np.float64), u.astype(np.float64), g, normalize=True)
+    assert np.isfinite(got64).all()  # in double x - max does not overflow
+
+
 def test_guidance_matches_hf_processors():
     torch = pytest.importorskip("torch", reason="torch is in the test extra")
     lp = pytest.importorskip("transformers.generation.logits_process",

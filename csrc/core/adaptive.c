@@ -349,7 +349,9 @@ fd_status fd_dynamic_temperature(const fd_rows *in, const fd_rows *out, fd_param
             double h = row_entropy(x, n, m, e, &z) / log((double)nf);
             h = h > 0 ? (h < 1 ? h : 1.0) : 0.0; /* [0, 1]: rounding can step outside */
             double lo = t - d > 0 ? t - d : 0.0, hi = t + d;
-            tt = lo + (hi - lo) * pow(h, ex);
+            double w = pow(h, ex);
+            /* w == 0: T' = T_min (T + delta may overflow to +inf, and inf * 0 would be NaN) */
+            tt = w == 0 ? lo : lo + (hi - lo) * w;
         }
         if (temp_out) {
             temp_out[r] = tt;

@@ -141,19 +141,6 @@ static void put(const fd_rows *out, int64_t r, int64_t c, double v)
     }
 }
 
-/* Whether a finite score v stays finite once stored in out (a float32 out rounds it). */
-static int fits(const fd_rows *out, double v)
-{
-    if (!(v > -INFINITY && v < INFINITY)) {
-        return 0;
-    }
-    if (out->dtype != FD_F64) {
-        float f = to_f32(v);
-        return f > -INFINITY && f < INFINITY;
-    }
-    return 1;
-}
-
 static int check_pair(const fd_rows *a, const fd_rows *b, const fd_rows *out)
 {
     return fdi_valid_rows(a) && fdi_valid_rows(b) && fdi_valid_rows(out) &&
@@ -234,7 +221,7 @@ fd_status fd_contrastive(const fd_rows *expert, const fd_rows *amateur, const fd
                 }
                 double v = use_beta ? (1.0 + be) * z - be * (a[c] / tau)
                                     : ((z - me) - le) - (as[c] - la);
-                if (!fits(out, v)) {
+                if (!(v > -INFINITY && v < INFINITY)) {
                     set_err(err, r, -1); /* finite inputs, an infinite score: beta or tau extreme */
                     return FD_EINVAL;
                 }
@@ -383,7 +370,7 @@ fd_status fd_guidance(const fd_rows *cond, const fd_rows *uncond, const fd_rows 
                 }
                 else {
                     v = normalize ? g * (c[i] - u[i]) + u[i] : u[i] + (c[i] - u[i]) * g;
-                    if (!fits(out, v)) {
+                    if (!(v > -INFINITY && v < INFINITY)) {
                         set_err(err, r, i);
                         return FD_EINVAL;
                     }

@@ -1305,8 +1305,9 @@ def dynamic_temperature(logits, temperature, delta, exponent=1.0, *, return_temp
                 temps[r] = np.nan
                 continue
             ratio = min(max(_entropy_shifted(z) / math.log(n), 0.0), 1.0)
-            lo, hi = max(0.0, t[r] - d[r]), t[r] + d[r]
-            tt = lo + (hi - lo) * ratio ** e[r]
+            lo, hi = max(0.0, t[r] - d[r]), float(t[r]) + float(d[r])  # Python float: +inf on overflow, no warning
+            w = ratio ** e[r]
+            tt = lo if w == 0 else lo + (hi - lo) * w  # T + delta may overflow: no inf * 0
         temps[r] = tt
         if not fin.any():
             continue
