@@ -26,8 +26,10 @@ TINY = ["--quick", "--vocab", "1000", "--batch", "3", "--budget", "0", "--no-lla
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "quick.json"
+    # the subprocess imports the fastdecode this test imported (installed, or built in place)
+    pkg_parent = str(Path(fd.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT / "python"), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        [pkg_parent, str(ROOT), os.environ.get("PYTHONPATH", "")]))
     p = subprocess.run([sys.executable, "-m", "benchmarks", *TINY, "--json", str(out)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
