@@ -499,3 +499,15 @@ def test_sampler_objects_validate_early_and_check_generate_arguments():
                     logprobs_mode="processed")
     with pytest.raises(TypeError, match="sampler must be"):
         fd.generate(m, [m.encode("a")], max_new_tokens=2, sampler=object())
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_temperature_beyond_float32_keeps_removed_tokens_removed(version):
+    """T = 1e300 rounds to an infinite float32: finite logits become 0 (uniform over them) and
+    -inf stays -inf (it was NaN: fuzz corpus regress-mirostat-infinite-temperature)."""
+    x = np.array([[0.5, -np.inf, 2.0, 1.0]] * 3, np.float32)
+    mu = np.array([5.0, 5.0, 5.0])
+    tok, mu2 = fd.mirostat(x, mu.copy(), tau=3.0, eta=0.1, version=version, temperature=1e300,
+                           uniforms=[0.1, 0.5, 0.9])
+    assert tok.tolist() == [0, 2, 3]
+    np.testing.assert_allclose(mu2, 5.0 - 0.1 * (np.log2(3.0) - 3.0), rtol=0, atol=1e-12)

@@ -231,7 +231,8 @@ fd_status fd_mirostat(const fd_rows *in, const fd_mirostat_params *params, const
         }
         if (t != 1.0f) {
             for (int64_t i = 0; i < V; i++) {
-                L.x[i] = L.x[i] / t;
+                /* -inf stays -inf also when T rounds to an infinite float (-inf / inf is NaN) */
+                L.x[i] = L.x[i] == -INFINITY ? -INFINITY : L.x[i] / t;
             }
             (void)ops->argmax(L.x, V, &xm, &am); /* rounding may have made new ties */
         }
