@@ -86,22 +86,6 @@ size_t fd_adaptive_workspace(int64_t n_cols)
     return 4 * row_bytes(n_cols);
 }
 
-/* Element (r, c) widened exactly to double. */
-static double elem(const fd_rows *x, int64_t r, int64_t c)
-{
-    int64_t off = r * x->row_stride + c;
-    switch (x->dtype) {
-    case FD_F32:
-        return ((const float *)x->data)[off];
-    case FD_F64:
-        return ((const double *)x->data)[off];
-    case FD_F16:
-        return fd_half_to_float(((const uint16_t *)x->data)[off]);
-    case FD_BF16:
-        return fd_bf16_to_float(((const uint16_t *)x->data)[off]);
-    }
-    return 0.0;
-}
 
 /* Whether v, computed in the row's arithmetic and rounded to dtype t, is +-inf. */
 static int overflows(fd_dtype t, double v)
@@ -230,7 +214,7 @@ static double scaled(const fd_rows *in, int64_t r, int64_t am, float m, double s
 {
     if (in->dtype == FD_F64) {
         const double *d = row_ptr(in, r);
-        double z = elem(in, r, am);
+        double z = fdi_load_elem(in, r, am);
         for (int64_t c = 0; c < in->n_cols; c++) {
             z = d[c] > z ? d[c] : z;
         }
@@ -676,11 +660,11 @@ fd_status fd_dry(const fd_rows *x, const fd_ids *ids, fd_param multiplier, fd_pa
                 ex = max_exp;
             }
             if (x->dtype == FD_F64) {
-                fd_store(x, r, tok, elem(x, r, tok) - mult * pow(b, (double)ex));
+                fd_store(x, r, tok, fdi_load_elem(x, r, tok) - mult * pow(b, (double)ex));
             }
             else {
                 float pen = (float)((double)mf * pow((double)bf, (double)ex));
-                fd_store(x, r, tok, (float)elem(x, r, tok) - pen);
+                fd_store(x, r, tok, (float)fdi_load_elem(x, r, tok) - pen);
             }
         }
         for (int64_t i = 0; i < nt; i++) {

@@ -341,3 +341,20 @@ fd_status fd_check_rows(const fd_rows *x, fd_errinfo *err)
     }
     return FD_OK;
 }
+
+/* Element (r, c) widened exactly to double (float16 / bfloat16 / float32 values are floats). */
+double fdi_load_elem(const fd_rows *x, int64_t r, int64_t c)
+{
+    int64_t off = r * x->row_stride + c;
+    switch (x->dtype) {
+    case FD_F32:
+        return ((const float *)x->data)[off];
+    case FD_F64:
+        return ((const double *)x->data)[off];
+    case FD_F16:
+        return fd_half_to_float(((const uint16_t *)x->data)[off]);
+    case FD_BF16:
+        return fd_bf16_to_float(((const uint16_t *)x->data)[off]);
+    }
+    return 0.0;
+}

@@ -221,4 +221,7 @@ static inline size_t fdi_align64(size_t n) { return (n + 63) & ~(size_t)63; }
  * weights w = exp(v - max v), blocked double sums in bs, *total their sum. */
 int64_t fdi_pick(const float *v, int64_t n, double u, float *w, double *bs, double *total);
 
+/* dtype.c: element (r, c) of x widened exactly to double (penalty.c, adaptive.c). */
+double fdi_load_elem(const fd_rows *x, int64_t r, int64_t c);
+
 #endif

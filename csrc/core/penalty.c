@@ -95,22 +95,6 @@ static fd_status row_history(const fd_rows *x, const fd_ids *ids, int64_t r, con
     return FD_OK;
 }
 
-/* Element (r, c) widened exactly to double (float16/bfloat16/float32 values are floats). */
-static double load1(const fd_rows *x, int64_t r, int64_t c)
-{
-    int64_t off = r * x->row_stride + c;
-    switch (x->dtype) {
-    case FD_F32:
-        return ((const float *)x->data)[off];
-    case FD_F64:
-        return ((const double *)x->data)[off];
-    case FD_F16:
-        return fd_half_to_float(((const uint16_t *)x->data)[off]);
-    case FD_BF16:
-        return fd_bf16_to_float(((const uint16_t *)x->data)[off]);
-    }
-    return 0.0;
-}
 
 static int bad_filter_value(double v)
 {
@@ -162,11 +146,11 @@ fd_status fd_repetition_penalty(const fd_rows *x, const fd_ids *ids, fd_param pe
             }
             seen[c] = 1;
             if (x->dtype == FD_F64) {
-                double z = load1(x, r, c);
+                double z = fdi_load_elem(x, r, c);
                 fd_store(x, r, c, z < 0 ? z * theta : z / theta);
             }
             else {
-                float z = (float)load1(x, r, c);
+                float z = (float)fdi_load_elem(x, r, c);
                 float v = z < 0 ? z * th : z / th;
                 fd_store(x, r, c, v);
             }
@@ -214,13 +198,13 @@ fd_status fd_presence_frequency(const fd_rows *x, const fd_ids *ids, fd_param pr
             }
             count[c] = 0;
             if (x->dtype == FD_F64) {
-                double z = load1(x, r, c);
+                double z = fdi_load_elem(x, r, c);
                 z -= freq * (double)n;
                 z -= pres;
                 fd_store(x, r, c, z);
             }
             else {
-                float z = (float)load1(x, r, c);
+                float z = (float)fdi_load_elem(x, r, c);
                 float fc = ff * (float)n;
                 z -= fc;
                 z -= pf;
@@ -340,10 +324,10 @@ fd_status fd_logit_bias(const fd_rows *x, const int64_t *ids, int64_t n_ids, con
         for (int64_t j = 0; j < n_ids; j++) {
             int64_t c = ids[j];
             if (x->dtype == FD_F64) {
-                fd_store(x, r, c, load1(x, r, c) + v[j]);
+                fd_store(x, r, c, fdi_load_elem(x, r, c) + v[j]);
             }
             else {
-                float z = (float)load1(x, r, c);
+                float z = (float)fdi_load_elem(x, r, c);
                 z += (float)v[j];
                 fd_store(x, r, c, z);
             }
