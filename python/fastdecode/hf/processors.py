@@ -34,9 +34,11 @@ the scores' device, every step. Histories holding ids ``>= V`` (an embedding tab
 the LM head) are handled as HF handles them: they penalise, ban or match nothing inside the
 vocabulary.
 
-Also here: :class:`TopNSigmaLogitsWarper` and :class:`FastdecodeLogitsProcessor` (a whole
-:class:`fastdecode.Sampler` fused into one processor), which HF lacks, and
-:func:`from_generation_config`.
+Also here, for what HF lacks: :class:`TopNSigmaLogitsWarper`, :class:`XTCLogitsWarper`,
+:class:`DRYLogitsProcessor`, :class:`AdaptiveTemperatureLogitsWarper`,
+:class:`DynamicTemperatureLogitsWarper`, :class:`MirostatLogitsProcessor` (a picking, stateful
+processor) and :class:`FastdecodeLogitsProcessor` (a whole :class:`fastdecode.Sampler` fused into
+one processor); and :func:`from_generation_config`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from transformers import GenerationConfig
 from transformers.generation import logits_process as _hf
 
 from .. import ops
+from ..adaptive import mirostat as ops_mirostat
 from ..processors import Sampler
 
 __all__ = [
@@ -68,6 +71,11 @@ __all__ = [
     "MinLengthLogitsProcessor",
     "MinNewTokensLengthLogitsProcessor",
     "SuppressTokensLogitsProcessor",
+    "XTCLogitsWarper",
+    "DRYLogitsProcessor",
+    "AdaptiveTemperatureLogitsWarper",
+    "DynamicTemperatureLogitsWarper",
+    "MirostatLogitsProcessor",
     "FastdecodeLogitsProcessor",
     "from_generation_config",
 ]
@@ -620,6 +628,266 @@ class SuppressTokensLogitsProcessor(_KernelProcessor, _hf.SuppressTokensLogitsPr
 
     def _apply(self, input_ids, scores):
         return ops.suppress_tokens(scores, _eos_ids(self.suppress_tokens, scores.shape[-1]))
+
+
+# ------------------------------------------------------------------------------------------------
+# samplers HF lacks: XTC, DRY, adaptive and dynamic temperature, mirostat
+
+
+def _torch_uniforms(B: int, generator: Any) -> np.ndarray:
+    """B uniforms in [0, 1) from torch's generator (the global one unless given), so that
+    ``torch.manual_seed`` makes a processor's coins reproducible as it does HF's multinomial."""
+    return torch.rand(B, dtype=torch.float64, generator=generator).numpy()
+
+
+class XTCLogitsWarper(_KernelProcessor):
+    __doc__ = """Exclude Top Choices (llama.cpp's XTC sampler; HF has none).
+
+    With probability ``probability`` per row and step, every token whose probability is at least
+    ``threshold`` is removed except the least probable of them (:func:`fastdecode.xtc`).
+
+    Parameters
+    ----------
+    threshold : float in [0, 1]
+        Tokens with probability ``>= threshold`` are the "top choices"; above 0.5 there is at most
+        one and XTC does nothing.
+    probability : float in [0, 1]
+        Chance that the exclusion happens at a step (0 disables).
+    seed : int, sequence of B ints, or None
+        With a seed, row ``b``'s coin at a step is keyed by (its seed, ``input_ids.shape[1]``), as
+        :func:`fastdecode.xtc` with ``position`` = the history length: runs are reproducible and a
+        row's coin does not depend on the other rows (so rows sharing a scalar seed flip the same
+        coin; give one seed per row for independent coins). None (default): the coins come from
+        torch's generator
+        (``generator`` or the global one), so ``torch.manual_seed`` fixes them, as it fixes HF's
+        sampling.
+    generator : torch.Generator, optional
+        Used when ``seed`` is None.""" + _FILTER_DOC + """
+
+    Notes
+    -----
+    Probabilities are ``softmax(scores)`` in float32 (llama.cpp computes them after its
+    temperature: put a ``TemperatureLogitsWarper`` before this one to do the same). The coin of a
+    row with ``min_tokens_to_keep`` or fewer candidates is still drawn; nothing is removed.
+    """
+
+    def __init__(self, threshold: float, probability: float, seed: int | None = None,
+                 filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
+                 generator: Any = None, allow_copy: bool = False):
+        threshold, probability = float(threshold), float(probability)
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"`threshold` has to be a float in [0, 1], but is {threshold}")
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"`probability` has to be a float in [0, 1], but is {probability}")
+        if seed is not None:  # the seed's own checks (type, range) now rather than mid-generate
+            ops._seeds(np.asarray(seed) if isinstance(seed, (list, tuple)) else seed,
+                       1 if np.ndim(seed) == 0 else len(seed))
+        if not isinstance(min_tokens_to_keep, int) or min_tokens_to_keep < 1:
+            raise ValueError(
+                f"`min_tokens_to_keep` has to be a positive integer, but is {min_tokens_to_keep}")
+        self.threshold, self.probability, self.seed = threshold, probability, seed
+        self.filter_value, self.min_tokens_to_keep = filter_value, min_tokens_to_keep
+        self.generator = generator
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        B = scores.shape[0]
+        if self.seed is None:
+            return ops.xtc(scores, self.probability, self.threshold,
+                           uniforms=_torch_uniforms(B, self.generator),
+                           min_tokens_to_keep=self.min_tokens_to_keep, filter_value=self.filter_value)
+        seed = np.asarray(self.seed) if isinstance(self.seed, (list, tuple)) else self.seed
+        return ops.xtc(scores, self.probability, self.threshold, seed=seed,
+                       position=_ids(input_ids).shape[1], min_tokens_to_keep=self.min_tokens_to_keep,
+                       filter_value=self.filter_value)
+
+
+class DRYLogitsProcessor(_KernelProcessor):
+    __doc__ = """DRY, "Don't Repeat Yourself" (llama.cpp's DRY sampler, from Koboldcpp; HF has none).
+
+    A token that would extend a repeat of the history's end by a sequence longer than
+    ``allowed_length`` loses ``multiplier * base ** (length - allowed_length)`` (:func:`fastdecode.dry`).
+
+    Parameters
+    ----------
+    multiplier : float >= 0
+        0 disables.
+    base : float >= 1, default 1.75
+    allowed_length : int >= 0, default 2
+        Repeats up to this length are free.
+    penalty_last_n : int >= -1, default -1
+        Only the last ``penalty_last_n`` tokens are searched; -1 the whole history, 0 disables.
+    sequence_breakers : list of token-id sequences, default none
+        A repeat cannot extend across a breaker (llama.cpp takes strings and tokenizes them: pass
+        e.g. ``[tok.encode(s, add_special_tokens=False) for s in ["\\n", ":", '"', "*"]]``).""" + _ALLOW_COPY_DOC + """
+
+    Notes
+    -----
+    The whole ``input_ids`` row is the history (prompt included, as llama.cpp). Ids beyond the
+    scores' width (an embedding table larger than the LM head) take part in matching and penalise
+    nothing inside the vocabulary.
+    """
+
+    def __init__(self, multiplier: float, base: float = 1.75, allowed_length: int = 2,
+                 penalty_last_n: int = -1, sequence_breakers: Any = (), *, allow_copy: bool = False):
+        multiplier, base = float(multiplier), float(base)
+        if not (multiplier >= 0 and math.isfinite(multiplier)):
+            raise ValueError(f"`multiplier` has to be a non-negative finite float, but is {multiplier}")
+        if not (base >= 1 and math.isfinite(base)):
+            raise ValueError(f"`base` has to be a finite float >= 1, but is {base}")
+        if isinstance(allowed_length, bool) or not isinstance(allowed_length, int) or allowed_length < 0:
+            raise ValueError(f"`allowed_length` has to be a non-negative integer, but is {allowed_length}")
+        if isinstance(penalty_last_n, bool) or not isinstance(penalty_last_n, int) or penalty_last_n < -1:
+            raise ValueError(f"`penalty_last_n` has to be an integer >= -1, but is {penalty_last_n}")
+        breakers = [[int(sequence_breakers)]] if isinstance(sequence_breakers, int) else [
+            [int(t)] if isinstance(t, (int, np.integer)) else [int(i) for i in t]
+            for t in sequence_breakers]
+        if any(len(s) == 0 or min(s) < 0 for s in breakers):
+            raise ValueError("`sequence_breakers` has to be a list of non-empty lists of non-negative "
+                             f"token ids, but is {sequence_breakers!r}")
+        self.multiplier, self.base = multiplier, base
+        self.allowed_length, self.penalty_last_n = allowed_length, penalty_last_n
+        self.sequence_breakers = breakers
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        if self.multiplier == 0 or self.penalty_last_n == 0:
+            return scores.clone()
+        vocab = scores.shape[-1]
+        raw = _ids(input_ids)
+        ids, extra = _spare_columns(raw, vocab, negative=True)
+        # breakers speak the same ids: one beyond the vocabulary maps to its spare column, and a
+        # breaker holding an id the history lacks can never match, so it is dropped
+        spare = {int(t): vocab + j for j, t in enumerate(np.unique(raw[(raw >= vocab) | (raw < 0)]))}
+        breakers = [[t if t < vocab else spare.get(t, -1) for t in s] for s in self.sequence_breakers]
+        breakers = [s for s in breakers if min(s) >= 0]
+        return _with_spares(scores, extra, lambda x: ops.dry(
+            x, ids, self.multiplier, self.base, self.allowed_length, self.penalty_last_n, breakers))
+
+
+class AdaptiveTemperatureLogitsWarper(_KernelProcessor):
+    __doc__ = """Adaptive temperature of Veličković et al. 2024 ("Softmax is not enough"; HF has none).
+
+    Each row is scaled by ``beta(H)``, a polynomial in its entropy that sharpens high-entropy rows
+    (:func:`fastdecode.adaptive_temperature`).
+
+    Parameters
+    ----------""" + _ALLOW_COPY_DOC + """
+    """
+
+    def __init__(self, *, allow_copy: bool = False):
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        return ops.adaptive_temperature(scores)
+
+
+class DynamicTemperatureLogitsWarper(_KernelProcessor):
+    __doc__ = """Entropy-driven temperature, llama.cpp's ``temp_ext`` ("dynatemp"; HF has none).
+
+    Parameters
+    ----------
+    temperature : float >= 0
+        The centre temperature ``T``.
+    delta : float >= 0
+        Half-range: the row's temperature lies in ``[max(0, T - delta), T + delta]``, chosen by its
+        normalised entropy (low entropy: low temperature).
+    exponent : float >= 0, default 1.0""" + _ALLOW_COPY_DOC + """
+
+    Notes
+    -----
+    As :func:`fastdecode.dynamic_temperature`; ``delta = 0`` is plain division by ``T``. A row whose
+    temperature is 0 becomes the one-hot of its first maximum, so greedy and sampling both pick it.
+    """
+
+    def __init__(self, temperature: float, delta: float, exponent: float = 1.0, *,
+                 allow_copy: bool = False):
+        vals = {"temperature": float(temperature), "delta": float(delta), "exponent": float(exponent)}
+        for name, v in vals.items():
+            if not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"`{name}` has to be a non-negative finite float, but is {v}")
+        self.temperature, self.delta, self.exponent = vals["temperature"], vals["delta"], vals["exponent"]
+        self.allow_copy = bool(allow_copy)
+
+    def _apply(self, input_ids, scores):
+        return ops.dynamic_temperature(scores, self.temperature, self.delta, self.exponent)
+
+
+class MirostatLogitsProcessor(_KernelProcessor):
+    __doc__ = """Mirostat v1/v2 (llama.cpp's samplers; HF has none) as a *picking* processor.
+
+    Mirostat draws the token itself (it must, to update each row's surprise budget ``mu`` with
+    the token's surprise), so the returned scores keep only that token: its score, ``-inf``
+    elsewhere. Whatever ``generate`` does next (greedy or sampling, HF's default warpers) picks it.
+
+    Parameters
+    ----------
+    tau : float > 0, default 5.0
+        Target surprise in bits per token.
+    eta : float >= 0, default 0.1
+        Learning rate of ``mu``.
+    version : {1, 2}, default 2
+    m : int >= 1, default 100
+        v1: the number of top tokens used to estimate the Zipf exponent.
+    temperature : float >= 0, default 1.0
+        Applied first, as in llama.cpp's chain (0: greedy).
+    seed : int or None
+        With a seed, row ``b``'s draw is keyed by (seed, ``input_ids.shape[1]``), as
+        :func:`fastdecode.mirostat`: a ``model.generate`` run with this processor on an unpadded
+        prompt picks the same tokens as ``fastdecode.generate(HFModel(model), ...,
+        sampler=fastdecode.Mirostat(seed=seed, ...))``. None: uniforms from torch's generator
+        (``torch.manual_seed`` fixes them).
+    generator : torch.Generator, optional
+        Used when ``seed`` is None.""" + _ALLOW_COPY_DOC + """
+
+    Attributes
+    ----------
+    mu : ndarray of float64, shape (B,), or None
+        Each row's current budget (None before the first call).
+
+    Notes
+    -----
+    Unlike HF's processors this one holds state: one ``mu`` per batch row, for one generation. A
+    call whose ``input_ids`` is not the previous call's extended by one token (a new ``generate``
+    call, another batch size) starts over at ``mu = 2 * tau``; :meth:`reset` does so explicitly.
+    It cannot follow beam search's reordering of rows: use it with ``num_beams=1`` (a list with
+    ``num_beams > 1`` raises ``ValueError`` on the first call whose batch is not the previous
+    one's). Rows finished by EOS keep being drawn for (HF pads them afterwards).
+    """
+
+    def __init__(self, tau: float = 5.0, eta: float = 0.1, version: int = 2, m: int = 100,
+                 temperature: float = 1.0, seed: int | None = None, *, generator: Any = None,
+                 allow_copy: bool = False):
+        from ..adaptive import Mirostat
+
+        Mirostat(tau=tau, eta=eta, version=version, m=m, temperature=temperature, seed=seed)  # checks
+        self.tau, self.eta, self.version, self.m = float(tau), float(eta), int(version), int(m)
+        self.temperature, self.seed, self.generator = float(temperature), seed, generator
+        self.allow_copy = bool(allow_copy)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every row's ``mu``: the next call starts a new generation."""
+        self.mu = None
+        self._shape = None
+
+    def _apply(self, input_ids, scores):
+        ids = _ids(input_ids)
+        B, S = ids.shape[0], ids.shape[1]
+        if scores.shape[0] != B:
+            raise ValueError(f"input_ids has {B} rows but scores has {scores.shape[0]}")
+        if self._shape is None or self._shape != (B, S - 1):
+            self.mu = np.full(B, 2.0 * self.tau)
+        kw = (dict(uniforms=_torch_uniforms(B, self.generator)) if self.seed is None
+              else dict(seed=self.seed, position=S))
+        tokens, mu = ops_mirostat(scores.detach(), self.mu, tau=self.tau, eta=self.eta,
+                                  version=self.version, m=self.m, temperature=self.temperature, **kw)
+        self.mu = np.asarray(mu, dtype=np.float64).reshape(B)
+        self._shape = (B, S)
+        tok = torch.as_tensor(np.asarray(tokens, dtype=np.int64).reshape(B, 1))
+        out = torch.full_like(scores, _NEG_INF)
+        out.scatter_(1, tok, scores.gather(1, tok))
+        return out
 
 
 # ------------------------------------------------------------------------------------------------
