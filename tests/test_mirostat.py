@@ -511,3 +511,71 @@ def test_temperature_beyond_float32_keeps_removed_tokens_removed(version):
                            uniforms=[0.1, 0.5, 0.9])
     assert tok.tolist() == [0, 2, 3]
     np.testing.assert_allclose(mu2, 5.0 - 0.1 * (np.log2(3.0) - 3.0), rtol=0, atol=1e-12)
+
+
+# -- penalties before the stateful samplers (llama.cpp's chain: penalties, then mirostat) -------
+
+
+def _penalised_loop(model, prompts, n, pen, step):
+    """The reference: per step, the penalties Sampler's own final_logits on the history, then one
+    call of the functional sampler ``step(logits, position) -> token`` (a hand-written loop)."""
+    hist = [list(p) for p in prompts]
+    for _ in range(n):
+        for b, h in enumerate(hist):
+            z = np.asarray(model(np.array([h]))[0, -1], np.float32)
+            z = pen.final_logits(z[None], np.array([h]), prompt_lengths=[len(prompts[b])])[0]
+            h.append(step(b, z, len(h)))
+    return hist
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_mirostat_with_penalties_equals_a_hand_loop(version):
+    model = NGramModel(vocab_size=40, order=3, seed=2)
+    prompts = [[1, 2, 3, 1, 2], [7, 8], [5, 5, 5, 5]]
+    pen = fd.Sampler(repetition_penalty=1.8, presence_penalty=0.4, no_repeat_ngram_size=2)
+    r = fd.generate(model, prompts, max_new_tokens=10,
+                    sampler=fd.Mirostat(tau=8.0, eta=0.3, version=version, seed=5, penalties=pen))
+    mu = [16.0] * 3
+
+    def step(b, z, pos):
+        tok, mu[b] = fd.mirostat(z, mu[b], tau=8.0, eta=0.3, version=version, seed=5, position=pos)
+        return int(tok)
+
+    want = _penalised_loop(model, prompts, 10, pen, step)
+    assert [r.sequence(b).tolist() for b in range(3)] == want
+    np.testing.assert_array_equal(r.sampler_trace["final_mu"], mu)
+    plain = fd.generate(model, prompts, max_new_tokens=10,
+                        sampler=fd.Mirostat(tau=8.0, eta=0.3, version=version, seed=5))
+    assert plain.sequences.tolist() != r.sequences.tolist()  # the penalties did bite
+    # no 2-gram repeats within a generation (the n-gram ban holds through mirostat)
+    for b in range(3):
+        s = r.sequence(b).tolist()
+        grams = [tuple(s[i:i + 2]) for i in range(len(s) - 1)]
+        assert all(grams[i] not in grams[:i] for i in range(len(prompts[b]) - 1, len(grams)))
+
+
+def test_entropix_with_penalties_equals_a_hand_loop():
+    model = NGramModel(vocab_size=40, order=3, seed=4)
+    prompts = [[1, 2, 3], [9, 9]]
+    pen = fd.Sampler(repetition_penalty=[1.5, 2.5], frequency_penalty=0.3)
+    r = fd.generate(model, prompts, max_new_tokens=8, sampler=fd.Entropix(seed=3, penalties=pen))
+
+    def step(b, z, pos):
+        return int(fd.entropix(z, seed=3, position=pos)[0])
+
+    rows = [_penalised_loop(model, [p], 8, pen._subset(np.array([b])), step)[0] for b, p in enumerate(prompts)]
+    assert [r.sequence(b).tolist() for b in range(2)] == rows
+
+
+def test_stateful_penalties_arguments():
+    with pytest.raises(ValueError, match="penalties must be a Sampler with penalties"):
+        fd.Mirostat(penalties=fd.Sampler(top_p=0.9))
+    with pytest.raises(ValueError, match="penalties must be a Sampler with penalties"):
+        fd.Entropix(penalties=fd.Sampler(temperature=0.7))
+    with pytest.raises(TypeError, match="penalties must be a fastdecode.Sampler"):
+        fd.Mirostat(penalties={"repetition_penalty": 1.2})
+    with pytest.raises(ValueError, match="per-row parameters for 2 rows but the batch has 3"):
+        fd.generate(NGramModel(vocab_size=20, order=2, seed=0), [[1], [2], [3]], max_new_tokens=2,
+                    sampler=fd.Mirostat(penalties=fd.Sampler(repetition_penalty=[1.2, 1.3]), seed=0))
+    assert fd.Mirostat(penalties=fd.Sampler(repetition_penalty=1.2)).needs_history
+    assert not fd.Mirostat(penalties=fd.Sampler(logit_bias={3: -1.0})).needs_history

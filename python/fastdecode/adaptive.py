@@ -322,6 +322,39 @@ def _row_values(v: Any, B: int, name: str, **kw: Any) -> np.ndarray:
     return np.broadcast_to(a, (B,)).copy()
 
 
+def _check_penalties(penalties: Any) -> Any:
+    """``penalties=`` of the stateful samplers: a Sampler with penalties and constraints only."""
+    if penalties is None:
+        return None
+    from . import processors
+
+    if not isinstance(penalties, processors.Sampler):
+        raise TypeError(f"penalties must be a fastdecode.Sampler holding penalties, got {type(penalties).__name__}")
+    params, _, _, chain = penalties._plan
+    if chain or any(np.any(np.asarray(p) != d) for p, d in zip(params, processors._PICK)):
+        raise ValueError("penalties must be a Sampler with penalties and constraints only (repetition, "
+                         "presence/frequency, no-repeat n-gram, DRY, bad words, logit bias, ...): its "
+                         "temperature must be 1 and its filters off, since the stateful sampler truncates "
+                         "and draws itself")
+    return penalties
+
+
+def _apply_penalties(penalties: Any, state: "_RowState", logits: np.ndarray, input_ids: Any,
+                     lengths: np.ndarray, prompt_lengths: np.ndarray) -> np.ndarray:
+    """The logits after the penalties Sampler's penalties (per-row parameters follow the rows)."""
+    if penalties is None or not penalties.edits_logits:
+        return logits
+    if penalties._batch_size() is not None:
+        penalties = penalties._subset(state.rows)
+    return penalties._process(as_logits(logits), input_ids, prompt_lengths, lengths)
+
+
+def _check_penalty_rows(penalties: Any, B: int) -> None:
+    n = None if penalties is None else penalties._batch_size()
+    if n is not None and n != B:
+        raise ValueError(f"penalties has per-row parameters for {n} rows but the batch has {B}")
+
+
 class Mirostat:
     """Mirostat as a sampler for :func:`fastdecode.generate`, with one ``mu`` per row.
 
@@ -336,6 +369,12 @@ class Mirostat:
         As :class:`~fastdecode.Sampler` (``generate(seed=...)`` overrides it).
     mu : float or array of B floats, optional
         The starting budget (default ``2 * tau``).
+    penalties : fastdecode.Sampler, optional
+        A Sampler holding only penalties and constraints (``repetition_penalty``,
+        ``presence_penalty``/``frequency_penalty``, ``no_repeat_ngram_size``, ``dry_*``,
+        ``bad_words_ids``, ``logit_bias``, ...), applied to each row's logits before mirostat, as
+        llama.cpp's chain runs its penalties samplers before ``mirostat``. A Sampler with a
+        temperature other than 1 or any filter raises ``ValueError`` (mirostat truncates itself).
 
     Notes
     -----
@@ -345,10 +384,9 @@ class Mirostat:
     tokens that survived the truncation (-1 past the end), and ``"final_mu"`` (B,).
     """
 
-    needs_history = False
-
     def __init__(self, tau: Any = 5.0, eta: Any = 0.1, version: int = 2, m: int = 100,
-                 temperature: Any = 1.0, seed: Any = None, mu: Any = None):
+                 temperature: Any = 1.0, seed: Any = None, mu: Any = None, penalties: Any = None):
+        self.penalties = _check_penalties(penalties)
         self.version = _version(version)
         self.m = _m(m)
         for name, val, kw in (("tau", tau, _POSITIVE), ("eta", eta, _NONNEG),
@@ -356,11 +394,18 @@ class Mirostat:
             row_param(val, max(int(np.size(val)), 1), name, **kw)  # errors now, not mid-loop
         self.tau, self.eta, self.temperature, self.seed, self.mu = tau, eta, temperature, seed, mu
 
+    @property
+    def needs_history(self) -> bool:
+        """True when ``penalties`` reads the token history."""
+        return self.penalties is not None and self.penalties.needs_history
+
     def __repr__(self) -> str:
+        pen = "" if self.penalties is None else f", penalties={self.penalties!r}"
         return (f"Mirostat(tau={self.tau!r}, eta={self.eta!r}, version={self.version}, m={self.m}, "
-                f"temperature={self.temperature!r}, seed={self.seed!r})")
+                f"temperature={self.temperature!r}, seed={self.seed!r}{pen})")
 
     def _start(self, B: int) -> "_MirostatState":
+        _check_penalty_rows(self.penalties, B)
         return _MirostatState(self, B)
 
 
@@ -383,6 +428,7 @@ class _MirostatState(_RowState):
 
     def _step(self, logits: np.ndarray, input_ids: Any, lengths: np.ndarray,
               prompt_lengths: np.ndarray, seeds: np.ndarray, want_logprobs: bool):
+        logits = _apply_penalties(self.cfg.penalties, self, logits, input_ids, lengths, prompt_lengths)
         lg = as_logits(logits)
         A = lg.batch
         tokens = np.empty(A, dtype=np.int64)
@@ -410,6 +456,9 @@ class Entropix:
     Parameters
     ----------
     seed : int, array of B ints, or None
+    penalties : fastdecode.Sampler, optional
+        Penalties and constraints applied to the logits before the policy reads them (as
+        :class:`Mirostat`'s ``penalties``).
     **params
         As :func:`entropix` (entropix's defaults). With ``clarify_token`` set the loop passes each
         row's history so that the token is not inserted twice in a row.
@@ -421,20 +470,25 @@ class Entropix:
     :data:`ENTROPIX_BRANCHES`).
     """
 
-    def __init__(self, seed: Any = None, **params: Any):
+    def __init__(self, seed: Any = None, penalties: Any = None, **params: Any):
+        self.penalties = _check_penalties(penalties)
         self.params = _check_entropix(params)
         self.seed = seed
         self._vec = _entropix_vector(self.params)
 
     @property
     def needs_history(self) -> bool:
-        return self.params["clarify_token"] is not None
+        """True when ``clarify_token`` is set or ``penalties`` reads the token history."""
+        return self.params["clarify_token"] is not None or (
+            self.penalties is not None and self.penalties.needs_history)
 
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.params.items() if _ENTROPIX_DEFAULTS[k] != v}
-        return f"Entropix(seed={self.seed!r}, {changed!r})"
+        pen = "" if self.penalties is None else f", penalties={self.penalties!r}"
+        return f"Entropix(seed={self.seed!r}, {changed!r}{pen})"
 
     def _start(self, B: int) -> "_EntropixState":
+        _check_penalty_rows(self.penalties, B)
         return _EntropixState(self, B)
 
 
@@ -446,6 +500,7 @@ class _EntropixState(_RowState):
 
     def _step(self, logits: np.ndarray, input_ids: Any, lengths: np.ndarray,
               prompt_lengths: np.ndarray, seeds: np.ndarray, want_logprobs: bool):
+        logits = _apply_penalties(self.cfg.penalties, self, logits, input_ids, lengths, prompt_lengths)
         lg = as_logits(logits)
         A = lg.batch
         ct = self.cfg.params["clarify_token"]
