@@ -15,7 +15,6 @@ import inspect
 import pathlib
 import pydoc
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -37,9 +36,19 @@ def _own(obj) -> bool:
 
 
 def _public_members(cls):
-    """(qualified name, function) for the methods and properties users call on ``cls``."""
+    """(qualified name, object, kind) for the methods and properties users call on ``cls``,
+    including those inherited from fastdecode's own (private) base classes."""
     out = []
-    for name, attr in vars(cls).items():
+    seen = set()
+    attrs = []
+    for klass in cls.__mro__:
+        if klass is object or not _own(klass):
+            continue
+        for name, attr in vars(klass).items():
+            if name not in seen:
+                seen.add(name)
+                attrs.append((name, attr))
+    for name, attr in attrs:
         if name.startswith("_") and name not in ("__call__", "__iter__", "__next__"):
             continue
         if isinstance(attr, property):
