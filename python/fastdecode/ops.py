@@ -1421,7 +1421,24 @@ def beam_step(logits: Any, beam_scores: Any, k: int, *, group_size: int | None =
 
 
 class VerifyResult(tuple):
-    """``(num_accepted, next_token)``: int64 arrays (B,) (0-d for a single row)."""
+    """The result of :func:`speculative_verify`: a ``(num_accepted, next_token)`` tuple.
+
+    Attributes
+    ----------
+    num_accepted : ndarray or torch.Tensor
+        int64 (B,) (0-d for a single row): how many drafts of each row were accepted.
+    next_token : ndarray or torch.Tensor
+        int64 (B,) (0-d for a single row): the token that follows the accepted drafts (the
+        correction at the first rejection, or the bonus token).
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> p = np.log(np.array([[0.5, 0.5], [0.9, 0.1]]))
+    >>> n, tok = fd.speculative_verify(p, [0], greedy=True)
+    >>> int(n), int(tok)
+    (1, 0)
+    """
 
     __slots__ = ()
 
@@ -1430,10 +1447,12 @@ class VerifyResult(tuple):
 
     @property
     def num_accepted(self) -> Any:
+        """Accepted drafts per row (``self[0]``)."""
         return self[0]
 
     @property
     def next_token(self) -> Any:
+        """The token after the accepted drafts, per row (``self[1]``)."""
         return self[1]
 
     def __repr__(self) -> str:
