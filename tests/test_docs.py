@@ -9,12 +9,14 @@ and a parameter entry is a line at the section's base indent of the form ``name 
 from __future__ import annotations
 
 import ast
+import builtins
 import dataclasses
 import doctest
 import inspect
 import pathlib
 import pydoc
 import re
+import textwrap
 
 import numpy as np
 import pytest
@@ -138,27 +140,16 @@ def _returns_none(fn) -> bool:
     if ann is inspect.Signature.empty:
         # no annotation: returns None when no ``return <value>`` appears in its own body
         try:
-            tree = ast.parse(inspect.cleandoc("\n" + inspect.getsource(fn)) if False else
-                             _dedent_source(fn))
+            tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
         except (OSError, TypeError, SyntaxError):
             return False
-        fdef = tree.body[0]
-        for node in ast.walk(fdef):
+        for node in ast.walk(tree.body[0]):
             if isinstance(node, ast.Return) and node.value is not None:
                 return False
             if isinstance(node, (ast.Yield, ast.YieldFrom)):
                 return False
         return True
     return False
-
-
-def _dedent_source(fn) -> str:
-    import textwrap
-    return textwrap.dedent(inspect.getsource(fn))
-
-
-def _is_generator(fn) -> bool:
-    return inspect.isgeneratorfunction(fn)
 
 
 def problems(qualname: str, obj, kind: str) -> list[str]:
@@ -202,11 +193,16 @@ def problems(qualname: str, obj, kind: str) -> list[str]:
             missing = [p for p in params if p not in have]
             if missing:
                 errs.append(f"{qualname}: Parameters lacks {missing}")
-    if _is_generator(obj):
+    if inspect.isgeneratorfunction(obj):
         if "Yields" not in secs:
             errs.append(f"{qualname}: no Yields section")
     elif not _returns_none(obj) and "Returns" not in secs:
         errs.append(f"{qualname}: no Returns section")
+    if "Raises" in secs:
+        for exc in documented_names(secs["Raises"]):
+            if not (isinstance(getattr(builtins, exc, None), type)
+                    and issubclass(getattr(builtins, exc), BaseException)):
+                errs.append(f"{qualname}: Raises names {exc!r}, not an exception class")
     if kind == "function":
         if params and "Raises" not in secs:
             errs.append(f"{qualname}: no Raises section")
@@ -227,6 +223,45 @@ for _name, _obj, _kind in CORE:
         _OWNERS[_name] = _obj
 
 
+def test_constants_are_documented():
+    """Public names without a docstring of their own (ints, tuples) are described in the
+    package docstring's Constants section."""
+    consts = [n for n in fastdecode.__all__ if not callable(getattr(fastdecode, n))]
+    assert consts
+    have = documented_names(sections(fastdecode.__doc__).get("Constants", ""))
+    assert set(consts) <= have, sorted(set(consts) - have)
+
+
+def test_the_checker_finds_gaps():
+    """The parser and the checker flag what is missing (so the test above can fail)."""
+    def f(a, b, *, c=1, **kw):
+        """Summary.
+
+        Parameters
+        ----------
+        a, b : int
+            Two of them.
+        kw
+            Extra.
+
+        Raises
+        ------
+        Nonsense
+            Not an exception.
+        """
+        return a
+
+    assert documented_names(sections(f.__doc__)["Parameters"]) == {"a", "b", "kw"}
+    errs = problems("f", f, "function")
+    assert errs == ["f: Parameters lacks ['c']", "f: no Returns section",
+                    "f: Raises names 'Nonsense', not an exception class", "f: no Examples"]
+
+    def g():
+        pass
+
+    assert problems("g", g, "function") == ["g: no docstring"]
+
+
 @pytest.mark.parametrize("qualname,obj,kind", CORE, ids=[q for q, _, _ in CORE])
 def test_numpydoc_sections(qualname, obj, kind):
     errs = problems(qualname, obj, kind)
@@ -237,11 +272,14 @@ def test_numpydoc_sections(qualname, obj, kind):
 # (b) the docstring examples run
 
 # fastdecode.hf is left out: its examples load the real model (torch, transformers)
-DOCTEST_MODULES = ["ops", "processors", "generate", "beam", "speculative", "contrastive",
+DOCTEST_MODULES = ["__init__", "ops", "processors", "generate", "beam", "speculative", "contrastive",
                    "adaptive", "models", "session", "_array"]
 
 
 def _doctests(modname):
+    if modname == "__init__":  # the package docstring only (its names are found in their modules)
+        finder = doctest.DocTestFinder(recurse=False)
+        return [t for t in finder.find(fastdecode, "fastdecode") if t.examples]
     mod = __import__(f"fastdecode.{modname}", fromlist=["_"])
     finder = doctest.DocTestFinder(exclude_empty=True)
     return [t for t in finder.find(mod, f"fastdecode.{modname}") if t.examples]
