@@ -23,6 +23,7 @@ import pytest
 
 import fastdecode
 import fastdecode.models
+import fastdecode.session
 from fastdecode import _kernels
 
 ROOT = pathlib.Path(fastdecode.__file__).resolve().parent
@@ -76,7 +77,8 @@ def _public(module, names):
 
 CORE = (_public(fastdecode, fastdecode.__all__)
         + _public(fastdecode.ops, [n for n in fastdecode.ops.__all__ if n not in fastdecode.__all__])
-        + _public(fastdecode.models, fastdecode.models.__all__))
+        + _public(fastdecode.models, fastdecode.models.__all__)
+        + _public(fastdecode.session, fastdecode.session.__all__))
 
 
 def _hf_items():
@@ -172,6 +174,8 @@ def problems(qualname: str, obj, kind: str) -> list[str]:
             if missing:
                 errs.append(f"{qualname}: Attributes lacks {missing}")
         init = vars(obj).get("__init__")
+        if getattr(obj, "_is_protocol", False):  # typing.Protocol's generic __init__
+            init = None
         if init is not None and inspect.isfunction(init) and not dataclasses.is_dataclass(obj):
             params = _signature_params(init, skip_first=True)
             if params:
@@ -199,9 +203,10 @@ def problems(qualname: str, obj, kind: str) -> list[str]:
     elif not _returns_none(obj) and "Returns" not in secs:
         errs.append(f"{qualname}: no Returns section")
     if "Raises" in secs:
+        scope = vars(inspect.getmodule(obj) or builtins)
         for exc in documented_names(secs["Raises"]):
-            if not (isinstance(getattr(builtins, exc, None), type)
-                    and issubclass(getattr(builtins, exc), BaseException)):
+            cls = getattr(builtins, exc, None) or scope.get(exc)
+            if not (isinstance(cls, type) and issubclass(cls, BaseException)):
                 errs.append(f"{qualname}: Raises names {exc!r}, not an exception class")
     if kind == "function":
         if params and "Raises" not in secs:
