@@ -12,6 +12,7 @@ import ast
 import builtins
 import dataclasses
 import doctest
+import importlib
 import inspect
 import pathlib
 import pydoc
@@ -75,8 +76,17 @@ def _public(module, names):
     return items
 
 
+def _module_extras():
+    """Public names of the submodules (their ``__all__``) that the package does not re-export."""
+    items = []
+    for modname in ("ops", "processors", "generate", "beam", "speculative", "contrastive", "adaptive"):
+        mod = importlib.import_module(f"fastdecode.{modname}")
+        items += _public(mod, [n for n in mod.__all__ if n not in fastdecode.__all__])
+    return items
+
+
 CORE = (_public(fastdecode, fastdecode.__all__)
-        + _public(fastdecode.ops, [n for n in fastdecode.ops.__all__ if n not in fastdecode.__all__])
+        + _module_extras()
         + _public(fastdecode.models, fastdecode.models.__all__)
         + _public(fastdecode.session, fastdecode.session.__all__))
 

@@ -47,9 +47,34 @@ class Drafter(Protocol):
     tokens so far) and returns, per row, a sequence of at most ``num_tokens`` token ids (possibly
     empty: the step then makes one plain target call for that row). The drafts are treated as
     certain (``q`` is their one-hot), which keeps sampling exact whatever the drafter does.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> from fastdecode.speculative import Drafter
+    >>> class Repeat:  # drafts the last token again
+    ...     def propose(self, histories, num_tokens):
+    ...         return [np.repeat(h[-1:], num_tokens) for h in histories]
+    >>> isinstance(Repeat(), Drafter), isinstance(fd.PromptLookup(), Drafter)
+    (True, True)
     """
 
-    def propose(self, histories: Sequence[np.ndarray], num_tokens: int) -> Sequence[Sequence[int]]: ...
+    def propose(self, histories: Sequence[np.ndarray], num_tokens: int) -> Sequence[Sequence[int]]:
+        """Draft tokens for each row.
+
+        Parameters
+        ----------
+        histories : sequence of 1-D int64 arrays
+            Each row's tokens so far (prompt and generated tokens).
+        num_tokens : int
+            The most tokens to propose per row.
+
+        Returns
+        -------
+        sequence of int sequences
+            Per row, at most ``num_tokens`` token ids (possibly none).
+        """
+        ...
 
 
 class PromptLookup:
@@ -147,6 +172,19 @@ class SpeculativeStats:
         Tokens generated, all rows.
     num_draft_tokens : list of int arrays
         The draft length of each row at each step (adaptive gamma trace).
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode.models import char_model
+    >>> m = char_model()
+    >>> r = fd.speculative_generate(m, "prompt_lookup", [m.encode("the cat and the cat and the ")],
+    ...                             max_new_tokens=12)
+    >>> s = r.stats
+    >>> int(s.drafted[0]), int(s.accepted[0]), s.target_calls, s.steps, s.new_tokens
+    (19, 3, 10, 9, 12)
+    >>> round(s.acceptance_rate, 4), s.tokens_per_target_call
+    (0.1579, 1.2)
     """
 
     drafted: np.ndarray
