@@ -3,6 +3,25 @@
 The functional kernels take NumPy logits ``(B, V)`` or ``(V,)`` (or torch CPU tensors) and run in
 one C call per batch with the GIL released; :class:`Sampler` chains penalties, filters and a seeded
 pick. This module never imports torch or transformers.
+
+Constants
+---------
+GIL_MINSIZE : int
+    A kernel call releases the GIL only when its batch holds at least this many logits (16384);
+    smaller calls are cheaper with it held. Exported for tests.
+ENTROPIX_BRANCHES : tuple of str
+    The names of the branch codes that :func:`entropix` and :class:`Entropix` report
+    (``ENTROPIX_BRANCHES[code]``).
+
+Examples
+--------
+>>> import numpy as np, fastdecode as fd
+>>> fd.GIL_MINSIZE
+16384
+>>> fd.ENTROPIX_BRANCHES[0]
+'argmax'
+>>> fd.sample(np.array([0.0, 2.0, 1.0]), temperature=0)
+array(1)
 """
 
 from ._kernels import GIL_MINSIZE

@@ -88,6 +88,7 @@ def mirostat(logits: Any, mu: Any = None, *, tau: Any = 5.0, eta: Any = 0.1, ver
     Parameters
     ----------
     logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits.
     mu : float or array of B floats, optional
         Each row's current budget in bits (None: ``2 * tau``, llama.cpp's initial value). If
         ``mu`` is a writable, C-contiguous float64 NumPy array of shape (B,) it is updated in place
@@ -96,7 +97,8 @@ def mirostat(logits: Any, mu: Any = None, *, tau: Any = 5.0, eta: Any = 0.1, ver
         Target surprise in bits per token.
     eta : float or array of B floats, >= 0
         Learning rate of ``mu``.
-    version : {1, 2}
+    version : {1, 2}, default 2
+        Mirostat v1 (Zipf estimate) or v2 (direct surprise threshold).
     m : int >= 1
         v1 only: the number of top tokens used to estimate the Zipf exponent (llama.cpp: 100).
     temperature : float or array, >= 0
@@ -109,12 +111,23 @@ def mirostat(logits: Any, mu: Any = None, *, tau: Any = 5.0, eta: Any = 0.1, ver
         Also return log p of each token under the truncated distribution.
     return_kept : bool
         Also return how many tokens survived the truncation in each row.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
 
     Returns
     -------
     tokens, mu[, logprobs][, kept]
         int64 (B,) and the updated float64 mu (B,) (both 0-d for a 1-D input, unless mu was
         updated in place).
+
+    Raises
+    ------
+    TypeError
+        ``mu`` not numeric, ``logits`` of an unsupported dtype, a bad ``seed`` type.
+    ValueError
+        ``version`` not 1 or 2, ``m < 1``, ``tau <= 0``, ``eta < 0``, ``temperature < 0``, a
+        non-finite ``mu`` or one of the wrong shape, bad ``seed``/``position``/``uniforms``, NaN
+        logits, a row with no finite logit (messages name the argument and the row).
 
     Notes
     -----
@@ -128,6 +141,17 @@ def mirostat(logits: Any, mu: Any = None, *, tau: Any = 5.0, eta: Any = 0.1, ver
       tied with the k-th are kept). Computed in float64 (llama.cpp: float32).
     * The pick is the inverse CDF over the survivors in ascending id order (as :func:`sample`),
       then ``mu <- mu - eta * (-log2 p(token) - tau)`` with p renormalised over the survivors.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([3.0, 2.0, 1.0, 0.0, -1.0])
+    >>> fd.mirostat(x, tau=1.0, seed=0, return_kept=True)  # mu starts at 2: only token 0 kept
+    (array(0), array(2.1), array(1))
+    >>> mu = np.array([2.0, 2.0])  # one budget per row, updated in place
+    >>> tokens, out = fd.mirostat(np.stack([x, x]), mu, tau=1.0, seed=[0, 1])
+    >>> out is mu, mu
+    (True, array([2.1, 2.1]))
     """
     lg = as_logits(logits, dtype=dtype)
     b = lg.batch
@@ -209,6 +233,7 @@ def entropix(logits: Any, *, seed: Any = None, position: Any = 0, last_token: An
     Parameters
     ----------
     logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits.
     seed, position
         As :func:`fastdecode.sample`; draw j of a row uses the uniform keyed by (seed, position, j).
     last_token : int or array of B ints, optional
@@ -217,6 +242,8 @@ def entropix(logits: Any, *, seed: Any = None, position: Any = 0, last_token: An
     return_logprobs : bool
         Also return log p of each token under the branch's filtered distribution (0 for the
         argmax and clarify branches).
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
     **params
         Thresholds and factors, with entropix's defaults: ``temperature=0.666, top_k=27,
         top_p=0.9, min_p=0``; ``low_entropy=low_varentropy=0.1``; ``helv_entropy=3``;
@@ -233,6 +260,15 @@ def entropix(logits: Any, *, seed: Any = None, position: Any = 0, last_token: An
     tokens, branch, entropy, varentropy[, logprobs]
         int64 tokens and branch codes (names in :data:`ENTROPIX_BRANCHES`), and H / varentropy of
         softmax(logits) in bits (entropix's units).
+
+    Raises
+    ------
+    TypeError
+        An unknown keyword in ``params``, or a parameter that is not a number.
+    ValueError
+        A parameter out of range (negative, non-finite, a probability outside [0, 1], a
+        non-integer count, ``adaptive_samples`` outside [1, 64]), ``clarify_token`` outside the
+        vocabulary, bad ``seed``/``position``, NaN logits; messages name the parameter.
 
     Notes
     -----
@@ -253,6 +289,16 @@ def entropix(logits: Any, *, seed: Any = None, position: Any = 0, last_token: An
     Draws use :func:`fastdecode.sample`'s fused chain in HF order (temperature, top-k, top-p,
     min-p). Entropix's own ``_sample`` cumulates top-p over ascending probabilities and drops its
     min-p mask; we keep its parameters and quadrants but use the filters as HF defines them.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> tokens, branch, h, v = fd.entropix(np.array([10.0, 0.0, 0.0, 0.0]), seed=0)
+    >>> tokens, fd.ENTROPIX_BRANCHES[branch], h  # low entropy, low varentropy: argmax
+    (array(0), 'argmax', array(0.0022))
+    >>> tokens, branch, h, v = fd.entropix(np.zeros(64), seed=0)
+    >>> fd.ENTROPIX_BRANCHES[branch], h, v  # 6 bits, no varentropy: high entropy, low varentropy
+    ('helv', array(6.), array(0.))
     """
     lg = as_logits(logits, dtype=dtype)
     b = lg.batch
@@ -362,8 +408,9 @@ class Mirostat:
     ----------
     tau, eta, temperature : float or array of B floats
         As :func:`mirostat` (defaults: llama.cpp's 5.0 and 0.1, temperature 1).
-    version : {1, 2}
-    m : int
+    version : {1, 2}, default 2
+        Mirostat v1 or v2.
+    m : int, default 100
         v1's estimation window (llama.cpp: 100).
     seed : int, array of B ints, or None
         As :class:`~fastdecode.Sampler` (``generate(seed=...)`` overrides it).
@@ -382,6 +429,25 @@ class Mirostat:
     the row's own budget across its steps. ``GenerateResult.sampler_trace`` then holds ``"mu"``
     (B, n): the budget each step started from (NaN past a row's end), ``"kept"`` (B, n): the
     tokens that survived the truncation (-1 past the end), and ``"final_mu"`` (B,).
+
+    Raises
+    ------
+    ValueError
+        As :func:`mirostat`: a bad ``version``, ``m``, ``tau``, ``eta`` or ``temperature``,
+        raised by the constructor (naming the argument); ``penalties`` with a temperature or a
+        filter; at ``generate`` time, ``penalties`` with per-row parameters for another batch size.
+    TypeError
+        ``penalties`` that is not a :class:`~fastdecode.Sampler`.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode.models import char_model
+    >>> m = char_model()
+    >>> r = fd.generate(m, [m.encode("Alice ")], max_new_tokens=5, decode=m.decode,
+    ...                 sampler=fd.Mirostat(tau=3.0, seed=0))
+    >>> r.texts[0], r.sampler_trace["kept"]
+    ('to he', array([[11,  3,  3, 13,  3]]))
     """
 
     def __init__(self, tau: Any = 5.0, eta: Any = 0.1, version: int = 2, m: int = 100,
@@ -456,6 +522,7 @@ class Entropix:
     Parameters
     ----------
     seed : int, array of B ints, or None
+        As :class:`~fastdecode.Sampler` (``generate(seed=...)`` overrides it).
     penalties : fastdecode.Sampler, optional
         Penalties and constraints applied to the logits before the policy reads them (as
         :class:`Mirostat`'s ``penalties``).
@@ -468,6 +535,21 @@ class Entropix:
     ``GenerateResult.sampler_trace`` holds ``"entropy"``, ``"varentropy"`` (B, n) float64 in bits
     (NaN past a row's end) and ``"branch"`` (B, n) int64 codes (-1 past the end; names in
     :data:`ENTROPIX_BRANCHES`).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`entropix`, raised by the constructor (naming the parameter).
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode.models import char_model
+    >>> m = char_model()
+    >>> r = fd.generate(m, [m.encode("Alice ")], max_new_tokens=5, decode=m.decode,
+    ...                 sampler=fd.Entropix(seed=0))
+    >>> r.texts[0], [fd.ENTROPIX_BRANCHES[b] for b in r.sampler_trace["branch"][0]]
+    ('she w', ['adaptive', 'adaptive', 'adaptive', 'adaptive', 'adaptive'])
     """
 
     def __init__(self, seed: Any = None, penalties: Any = None, **params: Any):
@@ -478,7 +560,8 @@ class Entropix:
 
     @property
     def needs_history(self) -> bool:
-        """True when ``clarify_token`` is set or ``penalties`` reads the token history."""
+        """True when ``clarify_token`` is set or ``penalties`` reads the token history (the loop
+        then passes each row's history)."""
         return self.params["clarify_token"] is not None or (
             self.penalties is not None and self.penalties.needs_history)
 

@@ -76,12 +76,25 @@ class BeamSearchResult(_RowsView):
     lengths : int64 array (B * num_return_sequences,)
         Real tokens per row, prompt included (padding excluded).
     prompt_lengths : int64 array (B * num_return_sequences,)
+        Prompt tokens per row.
     offsets : int64 array (B * num_return_sequences,)
         Column of each row's first real token (non-zero only for left-padded input).
     beam_indices : int64 array (B * num_return_sequences, n)
         For every new token, the beam it extended, as an index into the ``B * num_beams``
         flattened beams (HF's ``beam_indices`` of beam search; diverse search uses the same
         convention here, not 4.56's group-local one); -1 past a row's end.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode.models import char_model
+    >>> m = char_model()
+    >>> r = fd.beam_search(m, [m.encode("Alice was ")], max_new_tokens=8, num_beams=3,
+    ...                    num_return_sequences=2)
+    >>> [m.decode(r.new_tokens(i)) for i in range(2)]
+    ['nothing ', 'nothink ']
+    >>> r.sequences_scores
+    array([-0.5394, -0.5416], dtype=float32)
     """
 
     sequences: np.ndarray
@@ -625,6 +638,15 @@ def beam_search(model: Any, input_ids: Any, *, num_beams: int, max_new_tokens: i
     in 4.56); and with ``do_sample`` the candidates come from fastdecode's counter-based
     generator, and where fewer than K candidates have a finite score a ``ValueError`` is raised
     (HF's ``torch.multinomial`` fails there too).
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode.models import char_model
+    >>> m = char_model()
+    >>> r = fd.beam_search(m, [m.encode("Alice was ")], max_new_tokens=8, num_beams=3)
+    >>> m.decode(r.new_tokens(0))  # the best hypothesis
+    'nothing '
     """
     c = _config(num_beams, max_new_tokens, length_penalty, early_stopping, num_return_sequences,
                 no_repeat_ngram_size, eos_token_id, pad_token_id, do_sample, sampler, num_beam_groups,

@@ -29,15 +29,38 @@ class _RowsView:
 
     @property
     def num_new_tokens(self) -> np.ndarray:
+        """int64 array (B,): the tokens each row generated (``lengths - prompt_lengths``)."""
         return self.lengths - self.prompt_lengths
 
     def sequence(self, row: int) -> np.ndarray:
-        """Row ``row``'s real tokens (prompt and new tokens, no padding)."""
+        """Row ``row``'s real tokens (prompt and new tokens, no padding).
+
+        Parameters
+        ----------
+        row : int
+            Index of the row in the batch.
+
+        Returns
+        -------
+        int64 array
+            A view of ``sequences[row]`` without padding.
+        """
         o = int(self.offsets[row])
         return self.sequences[row, o:o + int(self.lengths[row])]
 
     def new_tokens(self, row: int) -> np.ndarray:
-        """Row ``row``'s generated tokens."""
+        """Row ``row``'s generated tokens.
+
+        Parameters
+        ----------
+        row : int
+            Index of the row in the batch.
+
+        Returns
+        -------
+        int64 array
+            A view of ``sequences[row]``: the new tokens only (EOS included, stop sequence cut).
+        """
         o = int(self.offsets[row]) + int(self.prompt_lengths[row])
         return self.sequences[row, o:o + int(self.num_new_tokens[row])]
 
@@ -55,11 +78,13 @@ class GenerateResult(_RowsView):
     lengths : int64 array (B,)
         Real tokens per row, prompt included (padding excluded).
     prompt_lengths : int64 array (B,)
+        Prompt tokens per row.
     offsets : int64 array (B,)
         Column of each row's first real token (non-zero only for left-padded input):
         ``sequences[b, offsets[b]:offsets[b] + lengths[b]]`` is row b's text.
     finish_reasons : list of str
         ``"eos"``, ``"stop"`` (a stop sequence or string) or ``"length"`` (``max_new_tokens``).
+        None for a row that did not finish (only in ``exc.partial_result``).
     stop_reasons : list
         What ended each row: the EOS id, the stop string / token tuple that matched, or None.
     token_logprobs : float32 array (B, n), optional
@@ -72,6 +97,17 @@ class GenerateResult(_RowsView):
         With a stateful sampler (:class:`~fastdecode.adaptive.Mirostat`,
         :class:`~fastdecode.adaptive.Entropix`): its per-step, per-row trace, arrays (B, n) (NaN /
         -1 past a row's end); each class documents its keys.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode.models import char_model
+    >>> m = char_model()
+    >>> r = fd.generate(m, [m.encode("Alice was ")], max_new_tokens=20, decode=m.decode)
+    >>> r.lengths, r.prompt_lengths, r.num_new_tokens, r.finish_reasons
+    (array([30]), array([10]), array([20]), ['length'])
+    >>> m.decode(r.new_tokens(0)) == r.texts[0]
+    True
     """
 
     sequences: np.ndarray
@@ -91,10 +127,30 @@ class GenerateResult(_RowsView):
 class StreamEvent:
     """One decoding step, as passed to a ``streamer`` callback or yielded by :func:`stream`.
 
-    ``rows`` are the original batch indices that produced a token this step, ``tokens`` their
-    tokens, ``texts`` (with ``decode``) the new text of each of those rows (possibly "" while a
-    multi-byte character or a possible stop string is held back), and ``finished`` the rows that
-    ended this step with their finish reason.
+    Attributes
+    ----------
+    step : int
+        The step index, 0 for the first new token.
+    rows : int64 array
+        The original batch indices of the rows that produced a token this step.
+    tokens : int64 array
+        Their tokens, in the order of ``rows``.
+    texts : list of str, optional
+        With ``decode``: the new text of each of those rows (possibly "" while a multi-byte
+        character or a possible stop string is held back).
+    finished : dict {row: str}
+        The rows that ended this step, with their finish reason (``"eos"``, ``"stop"``,
+        ``"length"``).
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode.models import char_model
+    >>> m = char_model()
+    >>> for ev in fd.stream(m, [m.encode("Alice ")], max_new_tokens=2):
+    ...     print(ev.step, ev.token, ev.finished)
+    0 53 {}
+    1 48 {0: 'length'}
     """
 
     step: int
@@ -105,7 +161,7 @@ class StreamEvent:
 
     @property
     def token(self) -> int:
-        """The token of a single-row batch."""
+        """The token of a single-row batch (``ValueError`` when the step produced several)."""
         if self.rows.size != 1:
             raise ValueError(f"this step produced {self.rows.size} tokens; use .tokens")
         return int(self.tokens[0])
@@ -505,6 +561,7 @@ _DOC_PARAMS = """
     input_ids : (B, S) int array, or a list of B token-id sequences (ragged)
         The prompts; every prompt needs at least one token.
     max_new_tokens : int >= 0
+        The most new tokens per row.
     sampler : Sampler, Mirostat or Entropix, optional
         None is greedy decoding (first maximum). A :class:`~fastdecode.Sampler` applies its
         penalties, temperature, filters and a seeded pick (``Sampler(temperature=0)`` with
@@ -515,7 +572,7 @@ _DOC_PARAMS = """
         A row ends after emitting one of them (the EOS token is kept in ``sequences``).
     pad_token_id : int, optional
         Fills finished rows; defaults to the first EOS id, else 0.
-    min_new_tokens : int
+    min_new_tokens : int, default 0
         EOS ids are removed (-inf) until a row has this many new tokens (HF
         ``MinNewTokensLengthLogitsProcessor``); stop sequences still apply.
     stop : str, int, or list of str / int / token-id sequences, optional
@@ -575,8 +632,13 @@ def generate(model: Any, input_ids: Any, *, max_new_tokens: int, sampler: Sample
     >>> import fastdecode as fd
     >>> from fastdecode.models import char_model
     >>> m = char_model()
-    >>> r = fd.generate(m, [m.encode("Alice was ")], max_new_tokens=40, decode=m.decode)
-    >>> r.texts[0]  # doctest: +SKIP
+    >>> r = fd.generate(m, [m.encode("Alice was ")], max_new_tokens=20, decode=m.decode)
+    >>> r.texts[0]  # greedy: the first maximum at every step
+    'the tried to her sis'
+    >>> s = fd.Sampler(temperature=0.8, top_k=5, seed=0)
+    >>> r = fd.generate(m, [m.encode("Alice was ")], max_new_tokens=20, decode=m.decode, sampler=s)
+    >>> r.texts[0]  # the same seed gives the same text on every machine and thread count
+    'the could be labout '
     """
     hf = None
     if streamer is not None and not callable(streamer):
@@ -612,14 +674,45 @@ if generate.__doc__:  # None under python -OO
 
 
 class GenerationStream:
-    """An iterator of :class:`StreamEvent`; after it is exhausted, ``result`` holds the
-    :class:`GenerateResult`. ``text()`` iterates over text deltas only (batch of one, ``decode``)."""
+    """An iterator of :class:`StreamEvent`; after it is exhausted, ``result`` holds the result.
+
+    Made by :func:`stream`, not by users.
+
+    Parameters
+    ----------
+    it : iterator
+        The decoding loop: step events, then the :class:`GenerateResult`.
+
+    Attributes
+    ----------
+    result : GenerateResult or None
+        None until the iteration ends; then the result (or, after an exception, the partial
+        result attached to it).
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode.models import char_model
+    >>> m = char_model()
+    >>> s = fd.stream(m, [m.encode("Alice ")], max_new_tokens=12, decode=m.decode)
+    >>> "".join(s.text())
+    'to her siste'
+    >>> s.result.finish_reasons
+    ['length']
+    """
 
     def __init__(self, it: Iterator):
         self._it = it
         self.result: GenerateResult | None = None
 
     def __iter__(self) -> Iterator[StreamEvent]:
+        """Run the loop, one step per iteration.
+
+        Yields
+        ------
+        StreamEvent
+            One per decoding step.
+        """
         try:
             for item in self._it:
                 if isinstance(item, GenerateResult):
@@ -631,6 +724,13 @@ class GenerationStream:
             raise
 
     def text(self) -> Iterator[str]:
+        """Iterate over the text deltas only (a batch of one, with ``decode``).
+
+        Yields
+        ------
+        str
+            The non-empty new text of each step.
+        """
         for ev in self:
             if ev.text:
                 yield ev.text
@@ -639,13 +739,42 @@ class GenerationStream:
 def stream(model: Any, input_ids: Any, *, max_new_tokens: int, **kwargs: Any) -> GenerationStream:
     """:func:`generate` as an iterator of per-step events (for notebooks and servers).
 
-    Takes the arguments of :func:`generate` except ``streamer``. The loop runs lazily, one step
-    per iteration; argument errors are raised on the first iteration.
+    Parameters
+    ----------
+    model : callable or stateful model
+        As for :func:`generate`.
+    input_ids : (B, S) int array, or a list of B token-id sequences
+        The prompts.
+    max_new_tokens : int >= 0
+        The most new tokens per row.
+    **kwargs
+        Every other keyword argument of :func:`generate` except ``streamer``.
+
+    Returns
+    -------
+    GenerationStream
+        Iterate over it for :class:`StreamEvent` objects (or over ``.text()`` for text deltas);
+        afterwards ``.result`` is the :class:`GenerateResult` that :func:`generate` would return.
+
+    Raises
+    ------
+    TypeError
+        A ``streamer`` argument (iterate instead). Every other argument error is raised by the
+        first iteration, as :func:`generate` raises it.
+
+    Notes
+    -----
+    The loop runs lazily, one step per iteration; the tokens are those :func:`generate` gives
+    for the same arguments (same seeds, same tokens).
 
     Examples
     --------
-    >>> for piece in fd.stream(m, [m.encode("Alice ")], max_new_tokens=50, decode=m.decode).text():
-    ...     print(piece, end="", flush=True)  # doctest: +SKIP
+    >>> import fastdecode as fd
+    >>> from fastdecode.models import char_model
+    >>> m = char_model()
+    >>> for piece in fd.stream(m, [m.encode("Alice ")], max_new_tokens=6, decode=m.decode).text():
+    ...     print(piece, end="")
+    to her
     """
     if "streamer" in kwargs:
         raise TypeError("stream() does not take a streamer; iterate over it instead")

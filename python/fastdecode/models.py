@@ -108,7 +108,23 @@ class _ContextModel:
         return self._table()[rows]
 
     def __call__(self, input_ids: Any) -> np.ndarray:
-        """Logits for every position: ``(B, S)`` integer ids -> float32 ``(B, S, V)``."""
+        """Logits for every position (the stateless model protocol).
+
+        Parameters
+        ----------
+        input_ids : array_like of int, shape (B, S), S >= 1
+            Token ids in ``[0, vocab_size)``.
+
+        Returns
+        -------
+        float32 ndarray, shape (B, S, V)
+            ``[b, j]`` is the logits of the token after ``input_ids[b, :j + 1]``.
+
+        Raises
+        ------
+        ValueError
+            An empty or non-2-D ``input_ids``, or an id outside the vocabulary (naming it).
+        """
         ids = _as_ids(input_ids, "input_ids", self.vocab_size, 2)
         if ids.shape[1] == 0:
             raise ValueError("input_ids must have at least one column (token)")
@@ -116,12 +132,25 @@ class _ContextModel:
         return self._logits_ext(np.concatenate([pad, ids], axis=1))
 
     def start_session(self, prompts: Sequence[Any]) -> tuple[_ContextSession, np.ndarray]:
-        """Start a session on B prompts; returns ``(session, last_logits (B, V))``.
+        """Start a session on B prompts (the stateful model protocol, :mod:`fastdecode.session`).
 
         Parameters
         ----------
         prompts : sequence of 1-D integer arrays, or a 2-D array
             B non-empty prompts, lengths may differ.
+
+        Returns
+        -------
+        session
+            With ``extend(tokens)``, ``truncate(lengths)``, ``select(rows)``, ``lengths`` and
+            ``batch_size``.
+        last_logits : float32 ndarray, shape (B, V)
+            The logits after each prompt's last token.
+
+        Raises
+        ------
+        ValueError
+            An empty prompt or an id outside the vocabulary.
         """
         ps = _as_prompts(prompts, self.vocab_size)
         sess = _ContextSession(self, ps)
@@ -132,10 +161,22 @@ class _ContextModel:
         return sess, self._logits_ext(ext)[:, 0]
 
     def logits_for(self, context: Any) -> np.ndarray:
-        """The float32 logits ``(V,)`` of the token after ``context`` (1-D ids, may be empty).
+        """The logits of the token after ``context``.
 
-        ``logits_for(ids[:j + 1])`` equals ``model(ids[None])[0, j]`` bit for bit; the empty context
-        gives the distribution of a sequence's first token.
+        Parameters
+        ----------
+        context : array_like of int, 1-D
+            Token ids (may be empty: the distribution of a sequence's first token).
+
+        Returns
+        -------
+        float32 ndarray, shape (V,)
+            A copy; ``logits_for(ids[:j + 1])`` equals ``model(ids[None])[0, j]`` bit for bit.
+
+        Raises
+        ------
+        ValueError
+            ``context`` not 1-D, or an id outside the vocabulary.
         """
         ctx = _as_ids(context, "context", self.vocab_size, 1)
         W = self.order - 1
@@ -144,7 +185,23 @@ class _ContextModel:
         return self._table()[rows[0, 0]].copy()
 
     def probs(self, context: Any) -> np.ndarray:
-        """``softmax(logits_for(context))`` in float64 ``(V,)``, for exact computations."""
+        """``softmax(logits_for(context))`` in float64, for exact computations.
+
+        Parameters
+        ----------
+        context : array_like of int, 1-D
+            Token ids (may be empty).
+
+        Returns
+        -------
+        float64 ndarray, shape (V,)
+            The next-token probabilities, summing to 1.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`logits_for`.
+        """
         z = self.logits_for(context).astype(np.float64)
         e = np.exp(z - z.max())
         return e / e.sum()
@@ -515,7 +572,32 @@ class CharModel(_ContextModel):
     # -- tokenisation --
 
     def encode(self, s: str) -> np.ndarray:
-        """The int64 token ids of the characters of ``s`` (no EOS is appended)."""
+        """The int64 token ids of the characters of ``s`` (no EOS is appended).
+
+        Parameters
+        ----------
+        s : str
+            Text made of the model's characters (:attr:`chars`).
+
+        Returns
+        -------
+        int64 ndarray, shape (len(s),)
+            One token per character.
+
+        Raises
+        ------
+        ValueError
+            A character outside the vocabulary (naming it and its index).
+
+        Examples
+        --------
+        >>> from fastdecode.models import char_model
+        >>> m = char_model()
+        >>> m.encode("Alice")
+        array([11, 45, 42, 36, 38])
+        >>> m.decode(m.encode("Alice"))
+        'Alice'
+        """
         try:
             return np.array([self._index[c] for c in s], dtype=np.int64)
         except KeyError as e:
@@ -524,7 +606,23 @@ class CharModel(_ContextModel):
                              f"of {len(self.chars)} characters") from None
 
     def decode(self, ids: Any) -> str:
-        """The text of token ids ``ids`` (1-D); the EOS token decodes to ``""``."""
+        """The text of token ids ``ids``; the EOS token decodes to ``""``.
+
+        Parameters
+        ----------
+        ids : int or array_like of int, 1-D
+            Token ids in ``[0, vocab_size)``.
+
+        Returns
+        -------
+        str
+            The characters of the ids, in order.
+
+        Raises
+        ------
+        ValueError
+            An id outside the vocabulary.
+        """
         a = _as_ids(np.atleast_1d(np.asarray(ids)), "ids", self.vocab_size, 1)
         return "".join(self.chars[i] for i in a.tolist() if i != self.eos_token_id)
 
@@ -649,7 +747,22 @@ _CHAR_LOCK = threading.Lock()
 
 
 def char_model() -> CharModel:
-    """The shared default :class:`CharModel` (order 5, the embedded Alice excerpt), trained once."""
+    """The shared default :class:`CharModel` (order 5, the embedded Alice excerpt), trained once.
+
+    Returns
+    -------
+    CharModel
+        The same object on every call (thread-safe); 61 tokens, EOS ``60``.
+
+    Examples
+    --------
+    >>> from fastdecode.models import char_model
+    >>> m = char_model()
+    >>> m is char_model(), m.vocab_size, m.eos_token_id
+    (True, 61, 60)
+    >>> m.chars[m.probs(m.encode("Alic")).argmax()]
+    'e'
+    """
     global _CHAR_MODEL
     if _CHAR_MODEL is None:
         with _CHAR_LOCK:
@@ -676,6 +789,19 @@ class ReplayModel:
     With a 3-D array the batch given to ``__call__`` or ``start_session`` must have B rows; a
     session's :meth:`select` carries each row's source along. Token ids are validated against V
     and otherwise ignored.
+
+    Raises
+    ------
+    ValueError
+        ``logits`` empty, not 2-D or 3-D, or not numeric.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> from fastdecode.models import ReplayModel
+    >>> r = ReplayModel(np.log(np.array([[0.1, 0.9], [0.8, 0.2]])))
+    >>> fd.generate(r, [[0]], max_new_tokens=4).sequences  # rows 0, 1, 0, 1 of the table
+    array([[0, 1, 0, 1, 0]])
     """
 
     def __init__(self, logits: Any):
@@ -704,7 +830,24 @@ class ReplayModel:
         return self.logits[src[:, None], pos % self.steps]
 
     def __call__(self, input_ids: Any) -> np.ndarray:
-        """``(B, S)`` integer ids -> float32 ``(B, S, V)``: row ``j % T`` at position j."""
+        """Logits for every position: the replayed row ``j % T`` at position j.
+
+        Parameters
+        ----------
+        input_ids : array_like of int, shape (B, S), S >= 1
+            Token ids in ``[0, V)`` (otherwise ignored).
+
+        Returns
+        -------
+        float32 ndarray, shape (B, S, V)
+            ``logits[j % T]`` (or ``logits[b, j % T]``) at position j.
+
+        Raises
+        ------
+        ValueError
+            An empty ``input_ids``, an id outside ``[0, V)``, or (3-D logits) a batch size other
+            than B.
+        """
         ids = _as_ids(input_ids, "input_ids", self.vocab_size, 2)
         if ids.shape[1] == 0:
             raise ValueError("input_ids must have at least one column (token)")
@@ -712,7 +855,25 @@ class ReplayModel:
         return self._at(src, np.broadcast_to(np.arange(ids.shape[1]), ids.shape))
 
     def start_session(self, prompts: Sequence[Any]) -> tuple[_ReplaySession, np.ndarray]:
-        """Start a session on B prompts; returns ``(session, last_logits (B, V))``."""
+        """Start a session on B prompts (the stateful model protocol).
+
+        Parameters
+        ----------
+        prompts : sequence of 1-D integer arrays, or a 2-D array
+            B non-empty prompts.
+
+        Returns
+        -------
+        session
+            With ``extend``, ``truncate``, ``select``, ``lengths`` and ``batch_size``.
+        last_logits : float32 ndarray, shape (B, V)
+            Row ``(L - 1) % T`` for a prompt of length L.
+
+        Raises
+        ------
+        ValueError
+            An empty prompt, an id outside ``[0, V)``, or (3-D logits) a batch size other than B.
+        """
         ps = _as_prompts(prompts, self.vocab_size)
         src = self._src(len(ps), "prompts")
         lens = np.array([p.size for p in ps], dtype=np.int64)

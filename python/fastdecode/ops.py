@@ -69,12 +69,33 @@ _threads = [_default_threads()]
 
 
 def set_num_threads(n: int) -> None:
-    """Set how many threads a batched kernel call may use (default: the usable CPUs, at most 8,
-    or ``FASTDECODE_NUM_THREADS``).
+    """Set how many threads a batched kernel call may use.
 
+    Parameters
+    ----------
+    n : int, >= 1
+        The thread count for every later kernel call of this process. The default is the number
+        of usable CPUs, at most 8, or the environment variable ``FASTDECODE_NUM_THREADS``.
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not a positive integer (the message names ``n``).
+
+    Notes
+    -----
     Rows are split into contiguous chunks, one per thread, with the GIL released; only batches of
     at least 2 rows and 2**18 logits are split. Results do not depend on the thread count: every
     row is computed by the same code whatever chunk it lands in.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> old = fd.get_num_threads()
+    >>> fd.set_num_threads(2)
+    >>> fd.get_num_threads()
+    2
+    >>> fd.set_num_threads(old)
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -82,7 +103,19 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads batched kernel calls may use (see :func:`set_num_threads`)."""
+    """The number of threads batched kernel calls may use (see :func:`set_num_threads`).
+
+    Returns
+    -------
+    int
+        The current setting, >= 1.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> fd.get_num_threads() >= 1
+    True
+    """
     return _threads[0]
 
 
@@ -123,27 +156,82 @@ def softmax(logits: Any, *, temperature: Any = 1.0, out: Any = None,
     Parameters
     ----------
     logits : array_like, shape (B, V) or (V,)
-    temperature : float or array of B floats, >= 0
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits; a row-strided view is read
+        in place.
+    temperature : float or array of B floats, >= 0, default 1.0
         0 gives the one-hot distribution of the first maximum.
     out : ndarray, optional
         float32 (float64 for float64 input) array of the logits' shape.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
 
     Returns
     -------
     ndarray or torch.Tensor
-        float32 probabilities (float64 for float64 input).
+        float32 probabilities (float64 for float64 input), in the caller's type and shape.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` (or ``out``) of an unsupported dtype.
+    ValueError
+        ``temperature`` negative or NaN, NaN in ``logits``, a row with no finite logit, or a
+        wrong shape; the message names the argument and the row. ``out`` is left unchanged.
 
     Notes
     -----
-    ``-inf`` logits get probability 0. A row with no finite logit raises ``ValueError``. Sums are
-    accumulated in float64.
+    ``-inf`` logits get probability 0. The exponentials are float32 (float64 for float64 input)
+    of ``(z - max) / T``; sums are accumulated in float64.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    >>> fd.softmax(x)
+    array([0.0541, 0.3995, 0.147 , 0.3995], dtype=float32)
+    >>> fd.softmax(x, temperature=0)  # the first maximum
+    array([0., 1., 0., 0.], dtype=float32)
     """
     return _softmax(logits, temperature, out, False, dtype)
 
 
 def log_softmax(logits: Any, *, temperature: Any = 1.0, out: Any = None,
                 dtype: str | None = None) -> Any:
-    """Log-softmax of ``logits / temperature`` (see :func:`softmax`); ``-inf`` where p is 0."""
+    """Log-softmax of ``logits / temperature`` along the last axis; ``-inf`` where p is 0.
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits.
+    temperature : float or array of B floats, >= 0, default 1.0
+        0 gives 0 at the first maximum and ``-inf`` elsewhere.
+    out : ndarray, optional
+        float32 (float64 for float64 input) array of the logits' shape.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        float32 log-probabilities (float64 for float64 input).
+
+    Raises
+    ------
+    TypeError
+        ``logits`` (or ``out``) of an unsupported dtype.
+    ValueError
+        As :func:`softmax`: bad ``temperature``, NaN, a row with no finite logit, a wrong shape.
+
+    Notes
+    -----
+    ``z / T - max - log(sum exp(z / T - max))`` with the sum in float64, as :func:`softmax`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> fd.log_softmax(np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32))
+    array([-2.9176, -0.9176, -1.9176, -0.9176], dtype=float32)
+    """
     return _softmax(logits, temperature, out, True, dtype)
 
 
@@ -164,9 +252,36 @@ def _softmax(logits: Any, temperature: Any, out: Any, log: bool, dtype: str | No
 
 
 def entropy(logits: Any, *, dtype: str | None = None) -> Any:
-    """Shannon entropy ``H = -sum p log p`` of ``softmax(logits)`` in nats, per row (float64).
+    """Shannon entropy ``H = -sum p log p`` of ``softmax(logits)`` in nats, per row.
 
-    ``-inf`` logits contribute nothing. Returns shape (B,), or a 0-d array for a 1-D input.
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        float64 entropies, shape (B,), or a 0-d array for a 1-D input.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` of an unsupported dtype.
+    ValueError
+        NaN in ``logits``, a row with no finite logit, or a wrong shape (naming the row).
+
+    Notes
+    -----
+    ``-inf`` logits contribute nothing. Weights are float32 ``exp(z - max)``, sums float64.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> fd.entropy(np.zeros((2, 4)))  # uniform over 4 tokens: ln 4
+    array([1.3863, 1.3863])
     """
     lg = as_logits(logits, dtype=dtype)
     h = np.empty(lg.batch, dtype=np.float64)
@@ -175,7 +290,40 @@ def entropy(logits: Any, *, dtype: str | None = None) -> Any:
 
 
 def varentropy(logits: Any, *, dtype: str | None = None) -> Any:
-    """Varentropy ``sum p (log p + H)^2``: the variance of the surprisal ``-log p`` under p (nats²)."""
+    """Varentropy ``sum p (log p + H)^2``: the variance of the surprisal ``-log p`` under p (nats²).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        float64 varentropies, shape (B,), or a 0-d array for a 1-D input.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` of an unsupported dtype.
+    ValueError
+        NaN in ``logits``, a row with no finite logit, or a wrong shape (naming the row).
+
+    Notes
+    -----
+    The entropix "varentropy"; 0 for a uniform (or one-hot) row. ``-inf`` logits contribute
+    nothing; sums in float64.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> fd.varentropy(np.array([1.0, 3.0, 2.0, 3.0]))
+    array(0.2981)
+    >>> fd.varentropy(np.zeros(4))
+    array(0.)
+    """
     lg = as_logits(logits, dtype=dtype)
     v = np.empty(lg.batch, dtype=np.float64)
     _k.entropy(lg.array, None, v, _threads[0])
@@ -192,11 +340,22 @@ _FILTER_DOC_PARAMS = """
         Value written to removed tokens (rounded to the logits' dtype).
     out : array, optional
         Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
 
     Returns
     -------
     ndarray or torch.Tensor
         The logits with removed tokens set to ``filter_value``; kept values are copied unchanged.
+        The caller's type (NumPy or torch), dtype and shape.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` or ``out`` of an unsupported dtype, or a parameter of the wrong type.
+    ValueError
+        A parameter outside its range (the message names it, and the row for per-row arrays), a
+        NaN ``filter_value``, NaN in ``logits``, or a wrong shape.
 """
 
 
@@ -223,6 +382,16 @@ def top_k(logits: Any, k: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
     ``k = max(k, min_tokens_to_keep)`` clipped to V; every token tied with the k-th highest value is
     kept, so more than k tokens may survive (HF: ``scores < topk(scores, k)[0][..., -1]`` is
     removed). Found by radix selection, no sort.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    >>> fd.top_k(x, 1)  # both tokens tied at the top survive
+    array([-inf,   3., -inf,   3.], dtype=float32)
+    >>> p = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
+    >>> fd.softmax(fd.top_k(np.log(p), 3))  # llama.cpp's conformance vector
+    array([0.    , 0.2222, 0.3333, 0.4444], dtype=float32)
     """
     return _run_filter(_k.TOP_K, logits, k, "k", dict(lo=0, integer=True), min_tokens_to_keep,
                        filter_value, out, dtype)
@@ -246,6 +415,13 @@ def top_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
     Among equal logits the highest token id comes first in the walk, which is what HF's stable
     ascending sort gives (torch.sort is stable on rows of up to 16 tokens; beyond that HF's choice
     inside a tie group is arbitrary). Sort-free (radix selection).
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> p = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
+    >>> fd.softmax(fd.top_p(np.log(p), 0.7))  # 0.4 < 0.7, so 0.3 (which crosses) is kept
+    array([0.    , 0.    , 0.4286, 0.5714], dtype=float32)
     """
     return _run_filter(_k.TOP_P, logits, p, "p", dict(lo=0.0, hi=1.0), min_tokens_to_keep,
                        filter_value, out, dtype)
@@ -266,6 +442,13 @@ def min_p(logits: Any, p: Any, *, min_tokens_to_keep: Any = 1, filter_value: Any
     Removal is strict: ``prob < p * max_prob``, evaluated in logit space as
     ``logit - max < ln p`` (no softmax). ``p = 0`` keeps everything. The ``min_tokens_to_keep``
     highest logits always survive.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> p = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
+    >>> fd.softmax(fd.min_p(np.log(p), 0.51))  # keeps p >= 0.51 * 0.4
+    array([0.    , 0.    , 0.4286, 0.5714], dtype=float32)
     """
     return _run_filter(_k.MIN_P, logits, p, "p", dict(lo=0.0, hi=1.0), min_tokens_to_keep,
                        filter_value, out, dtype)
@@ -287,6 +470,13 @@ def typical_p(logits: Any, mass: Any, *, min_tokens_to_keep: Any = 1, filter_val
     crossing token is the first at which the cumulative mass reaches ``mass``; every token with
     ``s <= s(crossing)`` is kept (ties included), plus the first ``min_tokens_to_keep`` of the walk.
     This is HF's rule; llama.cpp's ``typical`` differs on ties (it stops at the crossing token).
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> p = np.array([0.4, 0.2, 0.2, 0.2], dtype=np.float32)
+    >>> fd.softmax(fd.typical_p(np.log(p), 0.5))  # the three typical tokens (llama.cpp agrees)
+    array([0.    , 0.3333, 0.3333, 0.3333], dtype=float32)
     """
     return _run_filter(_k.TYPICAL, logits, mass, "mass", dict(lo=0.0, hi=1.0), min_tokens_to_keep,
                        filter_value, out, dtype)
@@ -306,6 +496,13 @@ def epsilon_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
     Notes
     -----
     Removed: ``p < epsilon`` and ``logit < (min_tokens_to_keep-th highest logit)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> p = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
+    >>> fd.softmax(fd.epsilon_cutoff(np.log(p), 0.15))
+    array([0.    , 0.2222, 0.3333, 0.4444], dtype=float32)
     """
     return _run_filter(_k.EPSILON, logits, epsilon, "epsilon", dict(lo=0.0, hi=1.0, hi_open=True),
                        min_tokens_to_keep, filter_value, out, dtype)
@@ -326,6 +523,13 @@ def eta_cutoff(logits: Any, epsilon: Any, *, min_tokens_to_keep: Any = 1,
     -----
     ``eta = min(epsilon, sqrt(epsilon) * exp(-H))`` with ``H`` the entropy (nats) of the row;
     removed: ``p < eta`` and ``logit < (min_tokens_to_keep-th highest logit)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> p = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
+    >>> fd.softmax(fd.eta_cutoff(np.log(p), 0.2))  # H = 1.28 nats: eta = 0.124
+    array([0.    , 0.2222, 0.3333, 0.4444], dtype=float32)
     """
     return _run_filter(_k.ETA, logits, epsilon, "epsilon", dict(lo=0.0, hi=1.0, hi_open=True),
                        min_tokens_to_keep, filter_value, out, dtype)
@@ -346,6 +550,13 @@ def top_n_sigma(logits: Any, n: Any, *, min_tokens_to_keep: Any = 1, filter_valu
     -----
     Keeps ``z >= max - n * sigma`` with ``sigma`` the population standard deviation of the finite
     logits of the row (llama.cpp ``top_n_sigma``). Invariant to temperature.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> p = np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32)
+    >>> fd.softmax(fd.top_n_sigma(np.log(p), 1.0))  # llama.cpp's conformance vector
+    array([0.    , 0.    , 0.4286, 0.5714], dtype=float32)
     """
     return _run_filter(_k.TOP_N_SIGMA, logits, n, "n", dict(lo=-math.inf, hi=math.inf, lo_open=True,
                                                               hi_open=True),
@@ -417,12 +628,36 @@ def repetition_penalty(logits: Any, input_ids: Any, penalty: Any, *, lengths: An
     last_n : int or array of B ints, optional
         Only the last ``last_n`` valid tokens count (llama.cpp ``penalty_last_n``).
     out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The processed logits, in the caller's type, dtype and shape.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` of an unsupported dtype, ``input_ids`` not integers.
+    ValueError
+        A parameter outside its range (the message names it), a token id of ``input_ids``
+        outside ``[0, V)`` (naming the row and position), NaN logits, or a wrong shape.
+        ``out`` is left unchanged on error.
 
     Notes
     -----
     Every distinct token in the history is penalised once, however often it repeats:
     ``z * penalty`` if ``z < 0`` else ``z / penalty`` (computed in float32). Ids must lie in
     ``[0, V)``; HF silently ignores ids ``>= V``, fastdecode raises.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([2.0, -1.0, 0.5, 1.0], dtype=np.float32)
+    >>> fd.repetition_penalty(x, [0, 1, 1], 2.0)  # token 1 counted once
+    array([ 1. , -2. ,  0.5,  1. ], dtype=float32)
     """
     lg, o, ret = _inplace_target(logits, out, dtype)
     ids = as_ids_matrix(input_ids, lg.batch)
@@ -440,10 +675,55 @@ def presence_frequency_penalty(logits: Any, input_ids: Any, *, presence: Any = 0
                                out: Any = None, dtype: str | None = None) -> Any:
     """OpenAI/vLLM presence and frequency penalties.
 
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits; not modified unless passed
+        as ``out``.
+    input_ids : array_like of int, shape (B, T) or (T,)
+        Token history.
+    presence : float or array of B floats, finite, default 0.0
+        Subtracted once from every token that occurs at least once.
+    frequency : float or array of B floats, finite, default 0.0
+        Subtracted once per occurrence.
+    lengths : int or array of B ints, optional
+        Valid length of each history row (right padding beyond it is ignored).
+    prompt_lengths : int or array of B ints, optional
+        Leading tokens of each row not counted (the prompt, for vLLM's rule).
+    last_n : int or array of B ints, optional
+        Only the last ``last_n`` counted tokens count (llama.cpp ``penalty_last_n``).
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The processed logits, in the caller's type, dtype and shape.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` of an unsupported dtype, ``input_ids`` not integers.
+    ValueError
+        A parameter outside its range (the message names it), a token id of ``input_ids``
+        outside ``[0, V)`` (naming the row and position), NaN logits, or a wrong shape.
+        ``out`` is left unchanged on error.
+
+    Notes
+    -----
     ``z -= frequency * count + presence * (count > 0)`` where ``count`` is how often the token
     occurs in ``input_ids[r, prompt_lengths[r]:lengths[r]]`` (optionally only its last ``last_n``
-    tokens). vLLM counts generated tokens only: pass the prompt lengths as ``prompt_lengths``.
-    Penalties may be negative (to encourage repetition).
+    tokens), computed in float32. vLLM counts generated tokens only: pass the prompt lengths as
+    ``prompt_lengths``. Penalties may be negative (to encourage repetition).
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([2.0, -1.0, 0.5, 1.0], dtype=np.float32)
+    >>> fd.presence_frequency_penalty(x, [0, 1, 1], presence=0.5, frequency=0.25)
+    array([ 1.25, -2.  ,  0.5 ,  1.  ], dtype=float32)
     """
     lg, o, ret = _inplace_target(logits, out, dtype)
     ids = as_ids_matrix(input_ids, lg.batch)
@@ -459,7 +739,49 @@ def no_repeat_ngram(logits: Any, input_ids: Any, n: int, *, lengths: Any = None,
                     filter_value: Any = _NEG_INF, out: Any = None, dtype: str | None = None) -> Any:
     """Ban every token that would complete an n-gram already in the history (HF ``NoRepeatNGramLogitsProcessor``).
 
-    Nothing is banned while the history is shorter than ``n``. ``n = 1`` bans every token seen.
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits; not modified unless passed
+        as ``out``.
+    input_ids : array_like of int, shape (B, T) or (T,)
+        Token history (prompt included, as in HF).
+    n : int, >= 1
+        The n-gram size (HF ``no_repeat_ngram_size``), shared by every row.
+    lengths : int or array of B ints, optional
+        Valid length of each history row (right padding beyond it is ignored).
+    filter_value : float, default -inf
+        Value written to banned tokens.
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The processed logits, in the caller's type, dtype and shape.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` of an unsupported dtype, ``input_ids`` not integers.
+    ValueError
+        A parameter outside its range (the message names it), a token id of ``input_ids``
+        outside ``[0, V)`` (naming the row and position), NaN logits, or a wrong shape.
+        ``out`` is left unchanged on error.
+
+    Notes
+    -----
+    A token ``t`` is banned when ``history[-(n-1):] + [t]`` occurs in the history. Nothing is
+    banned while the history is shorter than ``n``. ``n = 1`` bans every token seen.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([2.0, -1.0, 0.5, 1.0], dtype=np.float32)
+    >>> fd.no_repeat_ngram(x, [0, 1, 2, 0], 2)  # (0, 1) was seen: 1 is banned after 0
+    array([ 2. , -inf,  0.5,  1. ], dtype=float32)
     """
     lg, o, ret = _inplace_target(logits, out, dtype)
     ids = as_ids_matrix(input_ids, lg.batch)
@@ -477,8 +799,40 @@ def logit_bias(logits: Any, bias: Mapping[int, float] | tuple[Any, Any], *, out:
 
     Parameters
     ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits; not modified unless passed
+        as ``out``.
     bias : dict {token_id: value} or (ids, values)
-        ``values`` may be (n,) (shared) or (B, n) (one row of biases per batch row).
+        ``values`` may be (n,) (shared) or (B, n) (one row of biases per batch row). ``-inf``
+        bans a token; NaN and ``+inf`` are refused.
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The processed logits, in the caller's type, dtype and shape.
+
+    Raises
+    ------
+    TypeError
+        ``bias`` neither a dict nor an ``(ids, values)`` tuple; ``logits`` of an unsupported dtype.
+    ValueError
+        A token id outside ``[0, V)``, a NaN or ``+inf`` value (also once rounded to float32),
+        ``values`` of the wrong shape (the messages name ``bias``).
+
+    Notes
+    -----
+    The addition is done in float32 (float64 for float64 logits) and rounded once to the dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([2.0, -1.0, 0.5, 1.0], dtype=np.float32)
+    >>> fd.logit_bias(x, {1: 5.0, 3: float("-inf")})
+    array([ 2. ,  4. ,  0.5, -inf], dtype=float32)
     """
     lg, o, ret = _inplace_target(logits, out, dtype)
     if isinstance(bias, Mapping):
@@ -503,7 +857,40 @@ def logit_bias(logits: Any, bias: Mapping[int, float] | tuple[Any, Any], *, out:
 
 def suppress_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out: Any = None,
                     dtype: str | None = None) -> Any:
-    """Set the given token ids to ``filter_value`` in every row (HF ``SuppressTokensLogitsProcessor``)."""
+    """Set the given token ids to ``filter_value`` in every row (HF ``SuppressTokensLogitsProcessor``).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits; not modified unless passed
+        as ``out``.
+    ids : array_like of int
+        The suppressed token ids, each in ``[0, V)``.
+    filter_value : float, default -inf
+        Value written to the suppressed tokens.
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The processed logits, in the caller's type, dtype and shape.
+
+    Raises
+    ------
+    TypeError
+        ``ids`` not integers; ``logits`` of an unsupported dtype.
+    ValueError
+        An id outside ``[0, V)`` (the message names ``ids``), a NaN ``filter_value``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> fd.suppress_tokens(np.array([2.0, -1.0, 0.5, 1.0], dtype=np.float32), [0, 2])
+    array([-inf,  -1., -inf,   1.], dtype=float32)
+    """
     lg, o, ret = _inplace_target(logits, out, dtype)
     sup, fv = as_id_list(ids, "ids"), _filter_value(filter_value)
     _k.suppress_tokens(_filled(lg, o), sup, fv)
@@ -513,7 +900,31 @@ def suppress_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out:
 def pack_bitmask(ids: Any, vocab_size: int) -> np.ndarray:
     """Pack allowed token ids into int32 words: bit ``i % 32`` of word ``i // 32`` set = allowed.
 
-    ``ids`` is one list (shape (W,) result) or a list of per-row lists (shape (B, W)).
+    Parameters
+    ----------
+    ids : array_like of int, or a list of such lists
+        One list of allowed ids (the same for every row), or one list per row.
+    vocab_size : int, >= 1
+        V; the result has ``W = ceil(V / 32)`` words per row.
+
+    Returns
+    -------
+    ndarray of int32
+        Shape (W,) for one list, (B, W) for per-row lists: the layout of
+        :func:`allowed_tokens_bitmask` (and of structured-output engines such as xgrammar).
+
+    Raises
+    ------
+    TypeError
+        ``vocab_size`` not an int, ``ids`` not integers.
+    ValueError
+        ``vocab_size < 1``, an id outside ``[0, vocab_size)`` (naming ``ids`` and the row).
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> fd.pack_bitmask([0, 2, 33], 40)  # bits 0 and 2 of word 0, bit 1 of word 1
+    array([5, 2], dtype=int32)
     """
     if isinstance(vocab_size, (bool, np.bool_)) or not isinstance(vocab_size, (int, np.integer)):
         raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
@@ -533,7 +944,45 @@ def pack_bitmask(ids: Any, vocab_size: int) -> np.ndarray:
 
 def allowed_tokens(logits: Any, ids: Any, *, filter_value: Any = _NEG_INF, out: Any = None,
                    dtype: str | None = None) -> Any:
-    """Keep only the given token ids (a whitelist; one list, or one list per row)."""
+    """Keep only the given token ids (a whitelist; one list, or one list per row).
+
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits; not modified unless passed
+        as ``out``.
+    ids : array_like of int, or a list of B such lists
+        The allowed ids, shared by every row or one list per row.
+    filter_value : float, default -inf
+        Value written to every other token.
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The processed logits, in the caller's type, dtype and shape.
+
+    Raises
+    ------
+    TypeError
+        ``ids`` not integers; ``logits`` of an unsupported dtype.
+    ValueError
+        An id outside ``[0, V)`` or a number of lists other than 1 or B (naming ``ids``).
+
+    Notes
+    -----
+    Equivalent to ``allowed_tokens_bitmask(logits, pack_bitmask(ids, V))``. An empty list
+    removes every token.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> fd.allowed_tokens(np.array([2.0, -1.0, 0.5, 1.0], dtype=np.float32), [1, 3])
+    array([-inf,  -1., -inf,   1.], dtype=float32)
+    """
     lg = as_logits(logits, dtype=dtype)
     m = pack_bitmask(ids, lg.vocab)
     if m.ndim == 2 and m.shape[0] not in (1, lg.batch):
@@ -547,9 +996,38 @@ def allowed_tokens_bitmask(logits: Any, bitmask: Any, *, filter_value: Any = _NE
 
     Parameters
     ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits; not modified unless passed
+        as ``out``.
     bitmask : int32 or uint32 array, shape (W,), (1, W) or (B, W), W >= ceil(V/32)
         Bit ``i % 32`` (little-endian) of word ``i // 32`` set means token ``i`` is allowed.
         One row of words applies to every row of logits; words beyond ``ceil(V/32)`` are ignored.
+        A torch tensor is accepted.
+    filter_value : float, default -inf
+        Value written to disallowed tokens.
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The processed logits, in the caller's type, dtype and shape.
+
+    Raises
+    ------
+    TypeError
+        ``bitmask`` not int32/uint32 words; ``logits`` of an unsupported dtype.
+    ValueError
+        ``bitmask`` of the wrong shape (too few words, or a row count other than 1 or B).
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([2.0, -1.0, 0.5, 1.0], dtype=np.float32)
+    >>> fd.allowed_tokens_bitmask(x, fd.pack_bitmask([1, 3], 4))
+    array([-inf,  -1., -inf,   1.], dtype=float32)
     """
     lg, o, ret = _inplace_target(logits, out, dtype)
     m = np.asarray(bitmask.cpu().numpy() if hasattr(bitmask, "cpu") else bitmask)
@@ -570,8 +1048,48 @@ def bad_words(logits: Any, input_ids: Any, bad_words_ids: Sequence[Sequence[int]
               dtype: str | None = None) -> Any:
     """Ban words given as token sequences (HF ``NoBadWordsLogitsProcessor``).
 
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits; not modified unless passed
+        as ``out``.
+    input_ids : array_like of int, shape (B, T) or (T,)
+        Token history.
+    bad_words_ids : list of lists of int
+        The banned words (HF ``bad_words_ids``), each a non-empty id sequence.
+    lengths : int or array of B ints, optional
+        Valid length of each history row (right padding beyond it is ignored).
+    filter_value : float, default -inf
+        Value written to banned tokens.
+    out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        The processed logits, in the caller's type, dtype and shape.
+
+    Raises
+    ------
+    TypeError
+        ``bad_words_ids`` not a list of id lists; ``logits`` of an unsupported dtype.
+    ValueError
+        An empty word, an id outside ``[0, V)`` (naming ``bad_words_ids`` or the ``input_ids`` row
+        and position), NaN logits, a wrong shape.
+
+    Notes
+    -----
     A single-token word is always banned; a longer word bans its last token when the history ends
     with the rest of it.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([2.0, -1.0, 0.5, 1.0], dtype=np.float32)
+    >>> fd.bad_words(x, [3, 1], [[2], [1, 3]])  # 2 always; 3 because the history ends with 1
+    array([  2.,  -1., -inf, -inf], dtype=float32)
     """
     lg, o, ret = _inplace_target(logits, out, dtype)
     ids = as_ids_matrix(input_ids, lg.batch)
@@ -599,7 +1117,31 @@ def bad_words(logits: Any, input_ids: Any, bad_words_ids: Sequence[Sequence[int]
 def argmax(logits: Any, *, dtype: str | None = None) -> Any:
     """Index of the maximum of each row; the first one on ties (as numpy/torch argmax).
 
-    Returns int64 (B,), or a 0-d array for a 1-D input. NaN logits raise ``ValueError``.
+    Parameters
+    ----------
+    logits : array_like, shape (B, V) or (V,)
+        float32, float64, float16 or bfloat16 (see ``dtype``) logits.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+        int64 token ids, shape (B,), or a 0-d array for a 1-D input.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` of an unsupported dtype.
+    ValueError
+        NaN logits (naming the row and column), a row of all ``-inf`` (no token to choose; numpy
+        would return 0), or a wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> fd.argmax(np.array([[1.0, 3.0, 3.0], [0.0, 0.0, -1.0]]))
+    array([1, 0])
     """
     lg = as_logits(logits, dtype=dtype)
     o = np.empty(lg.batch, dtype=np.int64)
@@ -670,16 +1212,59 @@ def sample(logits: Any, *, temperature: Any = 1.0, top_k: Any = 0, top_p: Any = 
         Also return the log-probability of each chosen token under the final filtered distribution.
     uniforms : array of B floats in [0, 1), optional
         Use these uniforms instead of the generator (for tests and custom randomness).
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
 
     Returns
     -------
-    tokens : int64 array (B,) or 0-d for a 1-D input; ``(tokens, logprobs)`` with return_logprobs.
+    tokens : ndarray or torch.Tensor
+        int64 token ids, shape (B,), or 0-d for a 1-D input.
+    logprobs : ndarray or torch.Tensor
+        Only with ``return_logprobs``: float64 log-probability of each chosen token under the
+        final filtered (and tempered) distribution, the one it was drawn from.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` of an unsupported dtype; ``seed`` not an int or a 1-D integer array.
+    ValueError
+        A parameter outside its range (the message names it, and the row for per-row arrays):
+        ``temperature < 0``, ``top_k < 0``, ``top_p`` outside [0, 1], ``seed`` outside
+        [0, 2**64), ``position < 0``, ``uniforms`` outside [0, 1); an unknown ``order``; NaN
+        logits; a row with no finite logit (no token to choose).
 
     Notes
     -----
-    No vocabulary sort: thresholds are found by radix selection. The pick is the inverse CDF over
-    the surviving tokens in ascending id order, with weights ``exp(z - max)`` summed in float64,
-    and ``u`` a 53-bit uniform from Philox4x32-10 keyed by (seed, position).
+    The chain, in the ``order="hf"`` (default, also vLLM's) order:
+    temperature -> top-n-sigma -> top-k -> top-p -> min-p -> typical -> epsilon -> eta -> pick;
+    in ``order="llama.cpp"``: top-n-sigma -> top-k -> typical -> top-p -> min-p -> epsilon ->
+    eta -> temperature -> pick. Each filter follows the function of the same name (tie and
+    boundary rules included: every token tied with the k-th is kept by top-k, the token that
+    crosses ``top_p`` is kept, min-p removal is strict) with ``min_tokens_to_keep = 1``.
+    Penalties and biases are not part of this call: apply them to the logits first
+    (:class:`Sampler` chains both).
+
+    ``temperature == 0`` is greedy: the first maximum of the raw logits, whatever the filters
+    (vLLM and llama.cpp convention; Hugging Face raises instead).
+
+    The pick is the inverse CDF over the surviving tokens in ascending id order, with float32
+    weights ``exp(z - max)`` summed in float64, and ``u`` a 53-bit uniform from Philox4x32-10
+    keyed by (seed, position): the token drawn for a row depends only on its own seed, its
+    position and its logits -- not on the batch it shares, the row order or the thread count.
+    No vocabulary sort: thresholds are found by radix selection.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    >>> fd.sample(x, temperature=0)  # greedy: the first maximum
+    array(1)
+    >>> fd.sample(x, seed=7, position=0), fd.sample(x, seed=7, position=1)
+    (array(3), array(1))
+    >>> fd.sample(np.stack([x, x]), seed=[7, 7], position=[0, 1])  # the same draws in a batch
+    array([3, 1])
+    >>> fd.sample(x, top_k=1, seed=7, return_logprobs=True)  # two tokens tie for the top
+    (array(3), array(-0.6931))
     """
     lg = as_logits(logits, dtype=dtype)
     b = lg.batch
@@ -761,6 +1346,8 @@ def beam_step(logits: Any, beam_scores: Any, k: int, *, group_size: int | None =
     normalize : bool, default True
         Take the log-softmax of each row first. False: the logits are already log-probabilities
         (e.g. after processors that set some to ``-inf``) and are used as they are.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
 
     Returns
     -------
@@ -786,6 +1373,26 @@ def beam_step(logits: Any, beam_scores: Any, k: int, *, group_size: int | None =
     logits are all ``-inf`` raises ``ValueError``, as :func:`log_softmax` does (HF's log_softmax
     would give NaN there). No vocabulary sort: a bounded heap of the k best, with whole 64-token
     blocks, and whole rows, skipped when their maximum cannot beat the current k-th best.
+
+    Raises
+    ------
+    TypeError
+        ``k`` or ``group_size`` not an int, ``beam_scores`` not floats, ``logits`` of an
+        unsupported dtype.
+    ValueError
+        1-D ``logits``; ``group_size`` not a positive divisor of R; ``k`` outside
+        ``[1, group_size * V]``; ``beam_scores`` of the wrong shape or holding NaN/+inf; NaN
+        logits; with ``normalize``, a row of all ``-inf``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> lp = np.log(np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]], dtype=np.float32))
+    >>> scores, rows, tokens = fd.beam_step(lp, np.array([0.0, -1.0]), 3, normalize=False)
+    >>> rows, tokens  # beam 0 + token 0, beam 0 + token 1, beam 1 + token 1
+    (array([[0, 0, 1]]), array([[0, 1, 1]]))
+    >>> scores
+    array([[-0.6931, -1.204 , -1.5108]], dtype=float32)
     """
     lg = as_logits(logits, dtype=dtype)
     if lg.one_d:
@@ -814,7 +1421,24 @@ def beam_step(logits: Any, beam_scores: Any, k: int, *, group_size: int | None =
 
 
 class VerifyResult(tuple):
-    """``(num_accepted, next_token)``: int64 arrays (B,) (0-d for a single row)."""
+    """The result of :func:`speculative_verify`: a ``(num_accepted, next_token)`` tuple.
+
+    Attributes
+    ----------
+    num_accepted : ndarray or torch.Tensor
+        int64 (B,) (0-d for a single row): how many drafts of each row were accepted.
+    next_token : ndarray or torch.Tensor
+        int64 (B,) (0-d for a single row): the token that follows the accepted drafts (the
+        correction at the first rejection, or the bonus token).
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> p = np.log(np.array([[0.5, 0.5], [0.9, 0.1]]))
+    >>> n, tok = fd.speculative_verify(p, [0], greedy=True)
+    >>> int(n), int(tok)
+    (1, 0)
+    """
 
     __slots__ = ()
 
@@ -823,10 +1447,12 @@ class VerifyResult(tuple):
 
     @property
     def num_accepted(self) -> Any:
+        """Accepted drafts per row (``self[0]``)."""
         return self[0]
 
     @property
     def next_token(self) -> Any:
+        """The token after the accepted drafts, per row (``self[1]``)."""
         return self[1]
 
     def __repr__(self) -> str:
@@ -892,6 +1518,9 @@ def speculative_verify(target_logits: Any, draft_tokens: Any, draft_logits: Any 
         the target row, then that maximum (token for token the greedy output of the target).
     seed, position : int or array of B ints
         The row's seed and the absolute position of its first draft (the history length).
+        Unused (and not validated) when every row is greedy.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when the logits are ``uint16`` arrays holding bfloat16 bits.
 
     Returns
     -------
@@ -910,6 +1539,25 @@ def speculative_verify(target_logits: Any, draft_tokens: Any, draft_logits: Any 
     float64), so a draft drawn by :func:`sample` is drawn from the very ``q`` tested here (the
     condition Hugging Face broke in transformers #32867 and #47932). Random streams are keyed by
     (seed, absolute position): a row's result does not depend on its batch.
+
+    Raises
+    ------
+    TypeError
+        Logits of an unsupported dtype, ``draft_tokens`` not integers.
+    ValueError
+        Shapes that disagree (``draft_tokens`` must be (B, gamma), ``draft_logits`` (B, gamma, V));
+        ``num_drafts`` outside [0, gamma]; a bad ``greedy``, ``seed`` or ``position``; a draft id
+        outside ``[0, V)``; NaN logits; a target row with no finite logit. Messages name the
+        argument.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> p = np.log(np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6]], dtype=np.float32))
+    >>> fd.speculative_verify(p, [0, 1], greedy=True)  # both drafts are the argmax: bonus 2
+    VerifyResult(num_accepted=array(2), next_token=array(2))
+    >>> fd.speculative_verify(p, [0, 2], greedy=True)  # 2 is rejected, replaced by the argmax
+    VerifyResult(num_accepted=array(1), next_token=array(1))
     """
     t, one, torch_in = _stack3(target_logits, "target_logits", dtype)
     B, G1, V = t.shape
@@ -1042,6 +1690,14 @@ def contrastive_logits(expert_logits: Any, amateur_logits: Any, *, alpha: Any = 
     outside the head gets ``filter_value`` whatever the amateur says; one inside it whose amateur
     logit is -inf raises rather than scoring +inf. The result is the input of a greedy, sampling
     or beam-search step (:func:`fastdecode.contrastive_generate` runs those loops).
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> expert = np.log(np.array([0.6, 0.3, 0.05, 0.05], dtype=np.float32))
+    >>> amateur = np.log(np.array([0.7, 0.1, 0.1, 0.1], dtype=np.float32))
+    >>> fd.contrastive_logits(expert, amateur)  # tokens 2, 3 fall outside the 0.1 * 0.6 head
+    array([-0.1542,  1.0986,    -inf,    -inf], dtype=float32)
     """
     la, lb = _logits_pair(expert_logits, amateur_logits, "expert_logits", "amateur_logits", dtype)
     B = la.batch
@@ -1079,11 +1735,22 @@ def guidance_logits(cond_logits: Any, uncond_logits: Any, guidance_scale: Any, *
         (``ClassifierFreeGuidanceLogitsProcessor``, the batched form for encoder-decoder models).
     out : array, optional
         float32 destination (float64 when both inputs are float64); may be one of the inputs.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when the inputs are ``uint16`` arrays holding bfloat16 bits.
 
     Returns
     -------
     ndarray or torch.Tensor
         float32 (float64) guided scores in the conditional input's type and shape.
+
+    Raises
+    ------
+    TypeError
+        ``normalize`` not a bool; inputs of an unsupported dtype.
+    ValueError
+        Shapes that differ; a non-finite ``guidance_scale``; NaN or +inf in either input; with
+        ``normalize`` a row with no finite value; an overflowing result (messages name the
+        argument and the row).
 
     Notes
     -----
@@ -1095,6 +1762,12 @@ def guidance_logits(cond_logits: Any, uncond_logits: Any, guidance_scale: Any, *
     unconditional logit is ``-inf``), except ``g == 1`` with ``normalize``, which returns ``c``
     unchanged as HF does. With ``normalize`` a row with no finite value raises ``ValueError``
     naming the argument; a finite result that overflows (absurd ``g``) raises too.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> fd.guidance_logits(np.array([1.0, 2.0, 3.0]), np.ones(3), 1.5, normalize=False)
+    array([1. , 2.5, 4. ])
     """
     la, lb = _logits_pair(cond_logits, uncond_logits, "cond_logits", "uncond_logits", dtype)
     g = row_param(guidance_scale, la.batch, "guidance_scale", lo=-math.inf, hi=math.inf,
@@ -1135,6 +1808,8 @@ def adaptive_temperature(logits: Any, *, out: Any = None, return_beta: bool = Fa
         Destination of the logits' shape and dtype; may be the input itself.
     return_beta : bool
         Also return the factor ``beta`` of each row (float64, (B,) or 0-d).
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
 
     Returns
     -------
@@ -1151,6 +1826,20 @@ def adaptive_temperature(logits: Any, *, out: Any = None, return_beta: bool = Fa
     float32 (float64 for float64 input) and rounded once to the dtype. A row whose scaled maximum
     would overflow the dtype becomes the one-hot of its first maximum (its value kept, the rest
     ``-inf``). A row with no finite logit raises ``ValueError``.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` or ``out`` of an unsupported dtype.
+    ValueError
+        NaN logits or a row with no finite logit (naming the row), a wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    >>> fd.adaptive_temperature(x, return_beta=True)  # H = 1.17 > 0.5: sharpened
+    (array([1.5179, 4.5536, 3.0357, 4.5536], dtype=float32), array(1.5179))
     """
     lg = as_logits(logits, dtype=dtype)
     o, ret = _fresh_out(lg, out)
@@ -1178,6 +1867,8 @@ def dynamic_temperature(logits: Any, temperature: Any, delta: Any, exponent: Any
         Destination of the logits' shape and dtype; may be the input itself.
     return_temperature : bool
         Also return the temperature applied to each row (float64; NaN where none was applied).
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
 
     Returns
     -------
@@ -1195,6 +1886,21 @@ def dynamic_temperature(logits: Any, temperature: Any, delta: Any, exponent: Any
     first maximum keeps its logit and every other token becomes ``-inf`` (also when ``logits / T'``
     would overflow the dtype). Division in float32 (float64 for float64 input), rounded once to
     the dtype. A row with no finite logit is returned unchanged.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` or ``out`` of an unsupported dtype.
+    ValueError
+        ``temperature``, ``delta`` or ``exponent`` negative or not finite (the message names it and
+        the row), NaN logits, a wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    >>> fd.dynamic_temperature(x, 1.0, 0.5, return_temperature=True)  # T' in [0.5, 1.5]
+    (array([0.743, 2.229, 1.486, 2.229], dtype=float32), array(1.3459))
     """
     lg = as_logits(logits, dtype=dtype)
     b = lg.batch
@@ -1229,13 +1935,24 @@ def xtc(logits: Any, probability: Any, threshold: Any, *, seed: Any = None, posi
     uniforms : array of B floats in [0, 1), optional
         Use these coins instead of the generator.
     filter_value : float, default -inf
+        Value written to excluded tokens (not ``+inf``).
     out : array, optional
         Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
 
     Returns
     -------
     ndarray or torch.Tensor
         The logits with the excluded tokens set to ``filter_value``.
+
+    Raises
+    ------
+    TypeError
+        ``logits`` or ``out`` of an unsupported dtype, a bad ``seed`` type.
+    ValueError
+        ``probability``, ``threshold`` or ``uniforms`` outside their ranges, a bad ``seed`` or
+        ``position``, ``filter_value`` NaN or ``+inf``, NaN logits (messages name the argument).
 
     Notes
     -----
@@ -1247,6 +1964,13 @@ def xtc(logits: Any, probability: Any, threshold: Any, *, seed: Any = None, posi
     fewer than ``min_tokens_to_keep`` finite tokens. Probabilities are float32 weights
     ``w = exp(z - max)`` over their float64 sum ``Z``; ``p >= threshold`` is evaluated as
     ``w >= threshold * Z``. No sort.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> x = np.array([1.0, 3.0, 2.0, 3.0], dtype=np.float32)
+    >>> fd.xtc(x, 1.0, 0.1, seed=0)  # tokens 1, 2, 3 have p >= 0.1: all but the least likely go
+    array([  1., -inf,   2., -inf], dtype=float32)
     """
     lg = as_logits(logits, dtype=dtype)
     b = lg.batch
@@ -1316,11 +2040,23 @@ def dry(logits: Any, input_ids: Any, multiplier: Any, base: Any = 1.75, allowed_
     lengths : int or array of B ints, optional
         Valid length of each history row (right padding beyond it is ignored).
     out : array, optional
+        Destination of the logits' shape and dtype; may be the input itself.
+    dtype : {None, "bfloat16"}
+        "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
 
     Returns
     -------
     ndarray or torch.Tensor
         The penalised logits.
+
+    Raises
+    ------
+    TypeError
+        ``sequence_breakers`` not a list of id sequences, ``input_ids`` not integers, ``logits``
+        of an unsupported dtype.
+    ValueError
+        A parameter outside its range (naming it), an empty breaker or an id outside ``[0, V)``
+        (naming ``sequence_breakers[i]`` or the ``input_ids`` row and position), NaN logits.
 
     Notes
     -----
@@ -1334,6 +2070,15 @@ def dry(logits: Any, input_ids: Any, multiplier: Any, base: Any = 1.75, allowed_
     ``base > 1.000001`` (llama.cpp's overflow guard). Arithmetic as llama.cpp: parameters rounded to
     float32, the penalty ``float32(multiplier * base ** e)`` in float64, the subtraction in float32
     (float64 input: float64 throughout). Ids must lie in ``[0, V)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> z = np.zeros(8, dtype=np.float32)
+    >>> fd.dry(z, [5, 6, 7, 1, 5, 6], 1.0, 2.0, 2)  # 7 would extend the repeat "5 6" (L = 2)
+    array([ 0.,  0.,  0.,  0.,  0.,  0.,  0., -1.], dtype=float32)
+    >>> fd.dry(z, [5, 6, 7, 1, 5, 6, 7], 1.0, 2.0, 2)  # 1 would extend "5 6 7": 2 ** (3 - 2)
+    array([ 0., -2.,  0.,  0.,  0.,  0.,  0.,  0.], dtype=float32)
     """
     lg, o, ret = _inplace_target(logits, out, dtype)
     ids = as_ids_matrix(input_ids, lg.batch)

@@ -45,8 +45,11 @@ class Sampler:
     no_repeat_ngram_size : int, default 0
         HF ``no_repeat_ngram_size`` (0 disables).
     logit_bias : dict {token_id: value}, optional
+        :func:`fastdecode.logit_bias`.
     bad_words_ids : list of lists of token ids, optional
+        HF ``bad_words_ids``, see :func:`fastdecode.bad_words`.
     suppress_tokens : list of token ids, optional
+        Always removed, see :func:`fastdecode.suppress_tokens`.
     allowed_token_ids : list of token ids, optional
         A whitelist; every other token is removed.
     seed : int, array of ints, or None
@@ -68,6 +71,14 @@ class Sampler:
         DRY's breakers as token ids (llama.cpp tokenizes its default strings ``"\\n", ":", "\"",
         "*"``; pass your tokenizer's ids for them).
 
+    Raises
+    ------
+    ValueError
+        A parameter outside its range (the message names it), an unknown ``order``, empty
+        ``bad_words_ids`` entries, ``adaptive_temperature`` together with ``dynatemp_range``.
+    TypeError
+        A parameter of the wrong type (``logit_bias`` not a dict, ...), naming it.
+
     Notes
     -----
     Per step, on a private float32 copy of the logits (only when some penalty is active):
@@ -88,6 +99,23 @@ class Sampler:
     row. :meth:`final_logits` returns exactly the distribution the pick draws from (pass the same
     ``seed`` when XTC is active). beam_search applies DRY (with the penalties) and refuses the other
     three for beam sampling (HF's beam warpers do not include them).
+
+    A Sampler is immutable; per-sequence state (histories, positions) is passed to each call.
+
+    Examples
+    --------
+    >>> import numpy as np, fastdecode as fd
+    >>> s = fd.Sampler(temperature=0.7, top_k=2, repetition_penalty=1.3, seed=1)
+    >>> x = np.array([[2.0, 1.5, 1.0, -1.0], [0.5, 2.0, 1.8, 0.0]], dtype=np.float32)
+    >>> ids = np.array([[0, 3], [1, 1]])
+    >>> s.process(x, ids)  # the repetition penalty only
+    array([[ 1.5385,  1.5   ,  1.    , -1.3   ],
+           [ 0.5   ,  1.5385,  1.8   ,  0.    ]], dtype=float32)
+    >>> fd.softmax(s.final_logits(x, ids))  # the distribution the pick draws from
+    array([[0.5137, 0.4863, 0.    , 0.    ],
+           [0.    , 0.4077, 0.5923, 0.    ]], dtype=float32)
+    >>> s(x, ids, return_logprobs=True)  # seeded: position defaults to the history length
+    (array([0, 1]), array([-0.6661, -0.8973]))
     """
 
     __slots__ = ("_cfg", "_plan")
@@ -193,7 +221,34 @@ class Sampler:
 
     def process(self, logits: Any, input_ids: Any = None, *, prompt_lengths: Any = None,
                 lengths: Any = None, dtype: str | None = None) -> np.ndarray:
-        """The penalised logits (a new float32/float64 (B, V) array) before the filters and pick."""
+        """The penalised logits before the filters and the pick.
+
+        Parameters
+        ----------
+        logits : array_like, shape (B, V) or (V,)
+            float32, float64, float16 or bfloat16 (see ``dtype``) logits; never modified.
+        input_ids : array_like of int, shape (B, T), optional
+            The history so far (prompt included); required when a history penalty is set.
+        prompt_lengths : int or array of B ints, optional
+            Where the generated part of each history starts (for presence/frequency).
+        lengths : int or array of B ints, optional
+            Valid length of each history row (right padding).
+        dtype : {None, "bfloat16"}
+            "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+
+        Returns
+        -------
+        ndarray
+            A new float32 (float64 for float64 input) (B, V) array: the logits after the
+            penalties and constraints (repetition -> presence/frequency -> DRY -> no-repeat n-gram
+            -> bad words -> logit bias -> suppress -> whitelist).
+
+        Raises
+        ------
+        ValueError
+            ``input_ids`` missing while a history penalty is set; NaN or ``+inf`` logits; bad
+            history ids (naming the row and position).
+        """
         lg = as_logits(logits, dtype=dtype)
         return self._process(lg, input_ids, prompt_lengths, lengths)
 
@@ -279,12 +334,39 @@ class Sampler:
                      position: Any = None) -> np.ndarray:
         """The logits of the exact distribution :meth:`__call__` draws from.
 
-        Penalties, then temperature and the filters in the configured order (removed tokens are
-        -inf); ``softmax`` of the result is the sampling distribution. A temperature-0 row becomes
-        the one-hot of its first maximum (0 there, -inf elsewhere). Used for "processed" logprobs.
-        With XTC active the result depends on the row's coin: pass the ``seed`` and ``position``
-        of the call (defaults: the configured seed, and the position :meth:`__call__` would use);
-        without a seed from either, XTC raises ``ValueError``.
+        Parameters
+        ----------
+        logits : array_like, shape (B, V) or (V,)
+            float32, float64, float16 or bfloat16 (see ``dtype``) logits; never modified.
+        input_ids : array_like of int, shape (B, T), optional
+            The history so far (prompt included); required when a history penalty is set.
+        prompt_lengths : int or array of B ints, optional
+            Where the generated part of each history starts (for presence/frequency).
+        lengths : int or array of B ints, optional
+            Valid length of each history row (right padding).
+        dtype : {None, "bfloat16"}
+            "bfloat16" when ``logits`` is a ``uint16`` array holding bfloat16 bits.
+        seed : int or array of B ints, optional
+            Keys XTC's coin (default: the configured seed); unused without XTC.
+        position : int or array of B ints, optional
+            Keys XTC's coin (default: the position :meth:`__call__` would use).
+
+        Returns
+        -------
+        ndarray
+            float32 (float64 for float64 input) (B, V) logits: penalties, then temperature and
+            the filters in the configured order, removed tokens ``-inf``; ``softmax`` of the result
+            is the sampling distribution. A temperature-0 row becomes the one-hot of its first
+            maximum (0 there, ``-inf`` elsewhere).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`process`; with XTC active and no seed from the call or the configuration.
+
+        Notes
+        -----
+        Used for "processed" logprobs and as the ``p``/``q`` of :func:`fastdecode.speculative_verify`.
         """
         lg = as_logits(logits, dtype=dtype)
         x = self._process(lg, input_ids, prompt_lengths, lengths) if self.edits_logits else _to_work_array(lg)
@@ -362,11 +444,30 @@ class Sampler:
             Where the generated part of each history starts (for presence/frequency).
         lengths : int or array of B ints, optional
             Valid length of each history row (right padding).
-        seed : overrides the configured seed for this call.
+        seed : int or array of B ints, optional
+            Overrides the configured seed for this call.
         return_logprobs : bool
             Also return each chosen token's log-probability under the final distribution.
         dtype : "bfloat16", optional
             Read ``uint16`` logits as bfloat16 bits.
+
+        Returns
+        -------
+        tokens : ndarray or torch.Tensor
+            int64 token ids, shape (B,) (0-d for a 1-D input).
+        logprobs : ndarray or torch.Tensor
+            Only with ``return_logprobs``: float64 log-probabilities of the chosen tokens.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`process` and :func:`fastdecode.sample` (a row with no finite logit left,
+            a bad ``seed`` or ``position``), naming the argument.
+
+        Notes
+        -----
+        The draw is :func:`fastdecode.sample`'s: keyed by (seed, position) of each row, so the
+        same history, seed and position give the same token whatever the batch.
         """
         lg = as_logits(logits, dtype=dtype)
         c = self._cfg

@@ -52,30 +52,123 @@ __all__ = [
 
 
 class ModelOutputError(ValueError):
-    """A model (or its session) returned logits of the wrong shape, dtype or vocabulary size."""
+    """A model (or its session) returned logits of the wrong shape, dtype or vocabulary size.
+
+    A ``ValueError``, raised by the decoding loops with a message naming what was expected.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdecode.session import ModelOutputError, start_session
+    >>> try:
+    ...     start_session(lambda ids: np.zeros(3), [np.array([1])])
+    ... except ModelOutputError as e:
+    ...     print(e)
+    model output: expected logits of shape (B, S, V) or (B, V), got ndim 1
+    """
 
 
 @runtime_checkable
 class Session(Protocol):
-    """Per-row token state of a model; see the module docstring for the contract."""
+    """Per-row token state of a model; see the module docstring for the contract.
+
+    A protocol (``isinstance`` works at run time): implement it, do not instantiate it.
+
+    Attributes
+    ----------
+    vocab_size : int
+        V, the width of the logits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdecode.models import NGramModel
+    >>> from fastdecode.session import start_session
+    >>> ng = NGramModel(8, order=2, seed=0)
+    >>> s, last = start_session(lambda ids: ng(ids), [np.array([1, 2, 3]), np.array([4])])
+    >>> type(s).__name__, s.lengths, last.shape
+    ('RecomputeSession', array([3, 1]), (2, 8))
+    >>> s.extend([[5], [6]]).shape, s.lengths
+    ((2, 1, 8), array([4, 2]))
+    >>> s.truncate([2, 1]); s.select([1, 1, 0]); s.lengths
+    array([1, 1, 2])
+    """
 
     vocab_size: int
 
     @property
-    def lengths(self) -> np.ndarray: ...
+    def lengths(self) -> np.ndarray:
+        """int64 (B,): tokens held per row."""
+        ...
 
-    def extend(self, tokens: np.ndarray) -> np.ndarray: ...
+    def extend(self, tokens: np.ndarray) -> np.ndarray:
+        """Append ``tokens`` to every row and return the logits after each of them.
 
-    def truncate(self, lengths: Any) -> None: ...
+        Parameters
+        ----------
+        tokens : int64 ndarray, shape (B, n), n >= 1
+            One column per new token.
 
-    def select(self, rows: Any) -> None: ...
+        Returns
+        -------
+        ndarray, shape (B, n, V)
+            ``[b, j]`` is the distribution of the token after row b's history through
+            ``tokens[b, j]``.
+        """
+        ...
+
+    def truncate(self, lengths: Any) -> None:
+        """Cut row b back to ``lengths[b]`` tokens (speculative decoding's rollback).
+
+        Parameters
+        ----------
+        lengths : int or array of B ints
+            ``1 <= lengths[b] <=`` the row's current length.
+        """
+        ...
+
+    def select(self, rows: Any) -> None:
+        """Make ``rows`` of the current batch the new batch (any order, repeats allowed).
+
+        Parameters
+        ----------
+        rows : 1-D int array
+            Row indices into the current batch (beam reordering, dropping finished rows).
+        """
+        ...
 
 
 @runtime_checkable
 class StatefulModel(Protocol):
-    """A model that starts its own :class:`Session` on a list of prompts."""
+    """A model that starts its own :class:`Session` on a list of prompts.
 
-    def start_session(self, prompts: Sequence[np.ndarray]) -> tuple[Session, np.ndarray]: ...
+    A protocol (``isinstance`` works at run time): :class:`~fastdecode.models.NGramModel`,
+    :class:`~fastdecode.models.CharModel` and ``fastdecode.hf.HFModel`` implement it.
+
+    Examples
+    --------
+    >>> from fastdecode.models import char_model
+    >>> from fastdecode.session import StatefulModel
+    >>> isinstance(char_model(), StatefulModel)
+    True
+    """
+
+    def start_session(self, prompts: Sequence[np.ndarray]) -> tuple[Session, np.ndarray]:
+        """Start a session on B prompts.
+
+        Parameters
+        ----------
+        prompts : list of 1-D int64 arrays
+            B non-empty prompts.
+
+        Returns
+        -------
+        session : Session
+            The per-row state.
+        last_logits : ndarray, shape (B, V)
+            The logits after each prompt's last token.
+        """
+        ...
 
 
 # -- conversions --------------------------------------------------------------------------------
@@ -118,13 +211,43 @@ def as_prompts(input_ids: Any, *, attention_mask: Any = None, lengths: Any = Non
                name: str = "input_ids") -> tuple[list[np.ndarray], dict]:
     """Normalise a batch of prompts to a list of 1-D int64 arrays.
 
-    Accepts a list of token-id sequences (ragged), a 1-D sequence (one prompt), a 2-D array with
-    either ``lengths`` (right padding: row b is ``input_ids[b, :lengths[b]]``) or an
-    ``attention_mask`` of 0/1 whose ones are contiguous in every row (left or right padding), or a
-    tokenizer's output (a mapping with ``input_ids`` and optionally ``attention_mask``).
+    Parameters
+    ----------
+    input_ids : list of int sequences, 1-D or 2-D int array, torch tensor, or mapping
+        A list of token-id sequences (ragged), a 1-D sequence (one prompt), a (B, S) array, or a
+        tokenizer's output (a mapping with ``input_ids`` and optionally ``attention_mask``).
+    attention_mask : (B, S) 0/1 array, optional
+        For a 2-D ``input_ids``: the ones of each row must be contiguous (left or right padding).
+    lengths : int or array of B ints, optional
+        For a 2-D ``input_ids``: right padding, row b is ``input_ids[b, :lengths[b]]``.
+    name : str, default "input_ids"
+        The argument name used in error messages.
 
-    Returns the prompts and a layout dict: ``width`` (S) and ``offsets`` (column of each row's first
-    real token), so loops can write results back in the caller's layout.
+    Returns
+    -------
+    prompts : list of int64 ndarray
+        B non-empty 1-D prompts.
+    layout : dict
+        ``width`` (S), ``offsets`` (column of each row's first real token) and ``left`` (left
+        padding present), so loops can write results back in the caller's layout.
+
+    Raises
+    ------
+    TypeError
+        Ids that are not integers, a row that is not a 1-D sequence.
+    ValueError
+        No prompts, an empty prompt, a negative id, a mask of the wrong shape or with a
+        non-contiguous row, ``lengths`` beyond S, both ``attention_mask`` and ``lengths``, or
+        either with a ragged list (messages name the argument and the row).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdecode.session import as_prompts
+    >>> prompts, layout = as_prompts(np.array([[0, 0, 5, 6], [1, 2, 3, 4]]),
+    ...                              attention_mask=np.array([[0, 0, 1, 1], [1, 1, 1, 1]]))
+    >>> prompts, layout["offsets"]
+    ([array([5, 6]), array([1, 2, 3, 4])], array([2, 0]))
     """
     if not isinstance(input_ids, (np.ndarray, list, tuple)) and hasattr(input_ids, "keys") and "input_ids" in input_ids:
         # a tokenizer's output (transformers BatchEncoding or a dict): its ids and mask
@@ -240,6 +363,40 @@ class RecomputeSession:
     Rows of equal length share one model call; rows of different lengths are called in groups of
     equal length, so the callable never sees padding. When the callable returns only the last
     position's logits ``(B, V)``, extending by n > 1 tokens costs n calls.
+
+    Parameters
+    ----------
+    model : callable
+        ``model(input_ids (B, S) int64) -> logits (B, S, V) or (B, V)`` (a torch module gets a
+        tensor).
+    prompts : sequence of 1-D int64 arrays
+        B non-empty prompts; the constructor runs the model once on them.
+
+    Attributes
+    ----------
+    vocab_size : int
+        V, from the first model output.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not callable.
+    ModelOutputError
+        The model's output has the wrong shape, dtype or vocabulary size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdecode.models import NGramModel
+    >>> from fastdecode.session import start_session
+    >>> ng = NGramModel(8, order=2, seed=0)
+    >>> s, last = start_session(lambda ids: ng(ids), [np.array([1, 2, 3]), np.array([4])])
+    >>> type(s).__name__, s.lengths, last.shape
+    ('RecomputeSession', array([3, 1]), (2, 8))
+    >>> s.extend([[5], [6]]).shape, s.lengths
+    ((2, 1, 8), array([4, 2]))
+    >>> s.truncate([2, 1]); s.select([1, 1, 0]); s.lengths
+    array([1, 1, 2])
     """
 
     def __init__(self, model: Any, prompts: Sequence[np.ndarray]):
@@ -259,16 +416,26 @@ class RecomputeSession:
 
     @property
     def lengths(self) -> np.ndarray:
+        """int64 (B,), read-only: tokens held per row."""
         v = self._len.view()
         v.flags.writeable = False
         return v
 
     @property
     def batch_size(self) -> int:
+        """B, the current number of rows."""
         return self._len.size
 
     def history(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids (B, W) right-padded view, lengths (B,)) of every row's tokens."""
+        """Every row's tokens.
+
+        Returns
+        -------
+        ids : int64 ndarray, shape (B, W)
+            A right-padded view (W the longest row; what lies past a row's length is arbitrary).
+        lengths : int64 ndarray, shape (B,)
+            Tokens per row.
+        """
         return self._buf[:, :int(self._len.max()) if self._len.size else 0], self.lengths
 
     def _call(self, ids: np.ndarray) -> np.ndarray:
@@ -318,6 +485,27 @@ class RecomputeSession:
         return out
 
     def extend(self, tokens: Any) -> np.ndarray:
+        """Append ``tokens`` to every row and re-run the model (see :class:`Session`).
+
+        Parameters
+        ----------
+        tokens : int array, shape (B, n) or (B,)
+            The new tokens (a 1-D array is one token per row).
+
+        Returns
+        -------
+        ndarray, shape (B, n, V)
+            The logits after each new token.
+
+        Raises
+        ------
+        TypeError
+            ``tokens`` not integers.
+        ValueError
+            ``tokens`` of the wrong shape.
+        ModelOutputError
+            The model's output is malformed.
+        """
         t = _as_tokens(tokens, self._len.size)
         n = t.shape[1]
         need = int(self._len.max()) + n
@@ -336,9 +524,33 @@ class RecomputeSession:
         return self._logits_at(np.arange(self._len.size), self._len, n)
 
     def truncate(self, lengths: Any) -> None:
+        """Cut each row back (see :class:`Session`).
+
+        Parameters
+        ----------
+        lengths : int or array of B ints
+            ``1 <= lengths[b] <=`` the row's current length.
+
+        Raises
+        ------
+        ValueError
+            A length outside that range (naming the row), or of the wrong shape.
+        """
         self._len[:] = _as_truncate(lengths, self._len)
 
     def select(self, rows: Any) -> None:
+        """Make ``rows`` of the current batch the new batch (see :class:`Session`).
+
+        Parameters
+        ----------
+        rows : 1-D int array
+            Indices into the current batch (any order, repeats allowed).
+
+        Raises
+        ------
+        ValueError
+            Non-integer, non-1-D or out-of-range indices.
+        """
         r = _as_rows(rows, self._len.size)
         self._buf = self._buf[r]
         self._len = self._len[r]
@@ -387,7 +599,34 @@ def _as_rows(rows: Any, batch: int) -> np.ndarray:
 # -- validation of user sessions ------------------------------------------------------------------
 
 class CheckedSession:
-    """Wraps a user :class:`Session`: validates arguments and results, tracks lengths."""
+    """Wraps a user :class:`Session`: validates arguments and results, tracks lengths.
+
+    Made by :func:`start_session` for a stateful model; other attributes are forwarded to the
+    wrapped session.
+
+    Parameters
+    ----------
+    inner : Session
+        The model's own session (must have ``extend``, ``truncate`` and ``select``).
+    batch : int
+        B, the number of rows.
+    vocab_size : int
+        V, the expected width of the logits.
+
+    Raises
+    ------
+    TypeError
+        ``inner`` lacks one of the three methods.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdecode.models import NGramModel
+    >>> from fastdecode.session import start_session
+    >>> s, last = start_session(NGramModel(8, order=2, seed=0), [np.array([1, 2, 3])])
+    >>> type(s).__name__, s.lengths, s.extend([[4, 5]]).shape
+    ('CheckedSession', array([3]), (1, 2, 8))
+    """
 
     def __init__(self, inner: Any, batch: int, vocab_size: int):
         for m in ("extend", "truncate", "select"):
@@ -399,17 +638,41 @@ class CheckedSession:
 
     @property
     def lengths(self) -> np.ndarray:
+        """int64 (B,): the wrapped session's lengths."""
         return np.asarray(self._inner.lengths, dtype=np.int64)
 
     @property
     def batch_size(self) -> int:
+        """B, the current number of rows."""
         return self._n
 
     @property
     def inner(self) -> Any:
+        """The wrapped session."""
         return self._inner
 
     def extend(self, tokens: Any) -> np.ndarray:
+        """Append ``tokens`` through the wrapped session and check the logits it returns.
+
+        Parameters
+        ----------
+        tokens : int array, shape (B, n) or (B,)
+            The new tokens.
+
+        Returns
+        -------
+        ndarray, shape (B, n, V)
+            The logits (a ``(B, V)`` answer to a one-token step is accepted and reshaped).
+
+        Raises
+        ------
+        TypeError
+            ``tokens`` not integers.
+        ValueError
+            ``tokens`` of the wrong shape.
+        ModelOutputError
+            Logits of the wrong shape or dtype.
+        """
         t = _as_tokens(tokens, self._n)
         y = logits_to_numpy(self._inner.extend(t), "session.extend")
         expect = (self._n, t.shape[1], self.vocab_size)
@@ -420,9 +683,33 @@ class CheckedSession:
         return y
 
     def truncate(self, lengths: Any) -> None:
+        """Validate ``lengths`` and cut the wrapped session's rows back.
+
+        Parameters
+        ----------
+        lengths : int or array of B ints
+            ``1 <= lengths[b] <=`` the row's current length.
+
+        Raises
+        ------
+        ValueError
+            A length outside that range (naming the row), or of the wrong shape.
+        """
         self._inner.truncate(_as_truncate(lengths, self.lengths))
 
     def select(self, rows: Any) -> None:
+        """Validate ``rows`` and select them in the wrapped session.
+
+        Parameters
+        ----------
+        rows : 1-D int array
+            Indices into the current batch (any order, repeats allowed).
+
+        Raises
+        ------
+        ValueError
+            Non-integer, non-1-D or out-of-range indices.
+        """
         r = _as_rows(rows, self._n)
         self._inner.select(r)
         self._n = r.size
@@ -432,11 +719,45 @@ class CheckedSession:
 
 
 def start_session(model: Any, prompts: Sequence[np.ndarray]) -> tuple[Any, np.ndarray]:
-    """Start a session on ``prompts`` (a list of non-empty 1-D int64 arrays).
+    """Start a session on ``prompts`` for any model: the entry point of every decoding loop.
 
-    Returns ``(session, last_logits)`` with ``last_logits`` a NumPy ``(B, V)`` array: the
-    model's native session (validated by :class:`CheckedSession`) when it has ``start_session``,
-    else a :class:`RecomputeSession` over the callable.
+    Parameters
+    ----------
+    model : callable or StatefulModel
+        A plain callable ``model(input_ids) -> logits``, or an object with ``start_session``.
+    prompts : sequence of 1-D int arrays
+        B non-empty prompts.
+
+    Returns
+    -------
+    session : CheckedSession or RecomputeSession
+        The model's native session validated by :class:`CheckedSession` when it has
+        ``start_session``, else a :class:`RecomputeSession` over the callable.
+    last_logits : ndarray, shape (B, V)
+        The logits after each prompt's last token (NumPy).
+
+    Raises
+    ------
+    TypeError
+        ``model`` is neither callable nor a stateful model.
+    ModelOutputError
+        ``start_session`` or the model returned something malformed.
+    ValueError
+        A prompt id outside the model's vocabulary.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastdecode.models import NGramModel
+    >>> from fastdecode.session import start_session
+    >>> ng = NGramModel(8, order=2, seed=0)
+    >>> s, last = start_session(lambda ids: ng(ids), [np.array([1, 2, 3]), np.array([4])])
+    >>> type(s).__name__, s.lengths, last.shape
+    ('RecomputeSession', array([3, 1]), (2, 8))
+    >>> s.extend([[5], [6]]).shape, s.lengths
+    ((2, 1, 8), array([4, 2]))
+    >>> s.truncate([2, 1]); s.select([1, 1, 0]); s.lengths
+    array([1, 1, 2])
     """
     prompts = [np.asarray(p, dtype=np.int64) for p in prompts]
     B = len(prompts)
