@@ -102,6 +102,44 @@ class _KernelProcessor(_hf.LogitsProcessor):
     allow_copy = False
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """Process one step's scores, as ``LogitsProcessorList`` and ``generate`` call it.
+
+        Parameters
+        ----------
+        input_ids : LongTensor, shape (B, S)
+            Each row's history (prompt and the tokens generated so far). Processors that do not
+            read the history (temperature, the filters) ignore it.
+        scores : FloatTensor, shape (B, V)
+            The next-token logits: float32, float64, float16 or bfloat16, on the CPU unless the
+            processor was built with ``allow_copy=True``. Never modified.
+
+        Returns
+        -------
+        FloatTensor, shape (B, V)
+            A new tensor of the scores' dtype, on the scores' device.
+
+        Raises
+        ------
+        ValueError
+            ``scores`` is not on the CPU and ``allow_copy`` is False; ``scores`` is not 2-D; or
+            an argument the processor checks on the first call (an id beyond the vocabulary in
+            ``sequence_bias`` or ``bad_words_ids``, a batch-size mismatch).
+        TypeError
+            ``scores`` is not a floating-point tensor.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from fastdecode.hf import TopKLogitsWarper
+        >>> warper = TopKLogitsWarper(2)
+        >>> warper(torch.tensor([[0, 1]]), torch.tensor([[1.0, 4.0, 3.0, 2.0]]))
+        tensor([[-inf, 4., 3., -inf]])
+        >>> try:  # a tensor on another device (here PyTorch's data-less "meta" device)
+        ...     warper(torch.tensor([[0, 1]]), torch.zeros(1, 4, device="meta"))
+        ... except ValueError as e:
+        ...     print(str(e).split(";")[0])
+        scores is on device meta
+        """
         device = scores.device
         if device.type != "cpu":
             if not self.allow_copy:
@@ -180,11 +218,26 @@ class TemperatureLogitsWarper(_KernelProcessor, _hf.TemperatureLogitsWarper):
         Strictly positive float; 0 raises ``ValueError`` as in HF (fastdecode's functions read 0
         as greedy, this class does not).""" + _ALLOW_COPY_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``temperature`` is not a strictly positive float (HF's check and message).
+
     Notes
     -----
     One IEEE division per element by the temperature rounded to the scores' dtype (float32 for
     float16/bfloat16 scores, then rounded to the half type), which is what torch computes:
     bit-identical to HF on every dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import TemperatureLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> TemperatureLogitsWarper(0.5)(torch.tensor([[0, 1]]), scores)
+    tensor([[2., 4., 6., 8.]])
+    >>> TemperatureLogitsWarper(2.0)(None, scores.half())  # the history is not read
+    tensor([[0.5000, 1.0000, 1.5000, 2.0000]], dtype=torch.float16)
     """
 
     def __init__(self, temperature: float, *, allow_copy: bool = False):
@@ -211,10 +264,33 @@ class TopKLogitsWarper(_KernelProcessor, _hf.TopKLogitsWarper):
     min_tokens_to_keep : int, default 1
         ``k = max(top_k, min_tokens_to_keep)``, clipped to the vocabulary.""" + _ALLOW_COPY_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``top_k`` or ``min_tokens_to_keep`` is not a strictly positive int (HF's checks).
+
     Notes
     -----
     Every score tied with the k-th highest is kept (HF removes ``scores < topk(scores, k)[-1]``):
     equal to HF on every dtype, ties included.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import TopKLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> TopKLogitsWarper(2)(torch.tensor([[0, 1]]), scores)
+    tensor([[-inf, -inf, 3., 4.]])
+    >>> TopKLogitsWarper(2)(None, torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0]]))  # ties with the 2nd stay
+    tensor([[-inf, 3., 3., -inf, 3.]])
+
+    In a ``LogitsProcessorList``, as ``generate(..., logits_processor=...)`` runs it:
+
+    >>> from transformers import LogitsProcessorList
+    >>> from fastdecode.hf import RepetitionPenaltyLogitsProcessor
+    >>> procs = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(2.0), TopKLogitsWarper(2)])
+    >>> procs(torch.tensor([[3]]), scores)  # 4 / 2 ties with the second highest: both stay
+    tensor([[-inf, 2., 3., 2.]])
     """
 
     def __init__(self, top_k: int, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
@@ -233,6 +309,12 @@ class TopPLogitsWarper(_KernelProcessor, _hf.TopPLogitsWarper):
     ----------
     top_p : float in [0, 1]""" + _FILTER_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``top_p`` outside [0, 1] or ``min_tokens_to_keep`` not a strictly positive int (HF's
+        checks).
+
     Notes
     -----
     Keeps the smallest top set whose mass reaches ``top_p`` (the token that crosses it is kept);
@@ -244,6 +326,16 @@ class TopPLogitsWarper(_KernelProcessor, _hf.TopPLogitsWarper):
     softmax probability underflows to 0 (``cumsum <= 0``), an effect of torch's exp and
     normalisation that fastdecode's kernels do not reproduce (``fastdecode.top_p(x, 1.0)`` is a
     no-op). ``generate`` never builds this warper with ``top_p = 1.0``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import TopPLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> TopPLogitsWarper(0.7)(torch.tensor([[0, 1]]), scores)  # .644 < .7: the .237 token crosses it
+    tensor([[-inf, -inf, 3., 4.]])
+    >>> TopPLogitsWarper(0.7, filter_value=-100.0, min_tokens_to_keep=3)(None, scores)
+    tensor([[-100.,    2.,    3.,    4.]])
     """
 
     def __init__(self, top_p: float, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
@@ -264,11 +356,27 @@ class MinPLogitsWarper(_KernelProcessor, _hf.MinPLogitsWarper):
     ----------
     min_p : float in [0, 1]""" + _FILTER_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``min_p`` outside [0, 1] or ``min_tokens_to_keep`` not a strictly positive int (HF's
+        checks).
+
     Notes
     -----
     Decided in logit space, ``score - max < ln(min_p)``. The ``min_tokens_to_keep`` highest scores
     survive; among tied scores the lowest ids (HF takes ``torch.topk``'s, which is unspecified).
     ``min_p = 0`` returns the scores unchanged, ``-inf`` entries included, as HF does.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import MinPLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> MinPLogitsWarper(0.3)(torch.tensor([[0, 1]]), scores)  # keeps p >= 0.3 * .644
+    tensor([[-inf, -inf, 3., 4.]])
+    >>> MinPLogitsWarper(0.1)(None, scores)
+    tensor([[-inf, 2., 3., 4.]])
     """
 
     def __init__(self, min_p: float, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
@@ -289,11 +397,27 @@ class TypicalLogitsWarper(_KernelProcessor, _hf.TypicalLogitsWarper):
     ----------
     mass : float in (0, 1), default 0.9""" + _FILTER_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``mass`` outside (0, 1) or ``min_tokens_to_keep`` not a strictly positive int (HF's
+        checks).
+
     Notes
     -----
     With ``H`` the entropy and ``s = |-log p - H|``, the tokens nearest the entropy are kept until
     their mass reaches ``mass``; every token with ``s`` equal to the crossing token's is kept, as in
     HF. ``min_tokens_to_keep`` keeps the first tokens by ``s`` (lowest ids among ties).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import TypicalLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> TypicalLogitsWarper(0.5)(torch.tensor([[0, 1]]), scores)
+    tensor([[-inf, -inf, 3., 4.]])
+    >>> TypicalLogitsWarper(0.95)(None, scores)
+    tensor([[-inf, 2., 3., 4.]])
     """
 
     def __init__(self, mass: float = 0.9, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1,
@@ -312,10 +436,26 @@ class EpsilonLogitsWarper(_KernelProcessor, _hf.EpsilonLogitsWarper):
     ----------
     epsilon : float in (0, 1)""" + _FILTER_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``epsilon`` outside (0, 1) or ``min_tokens_to_keep`` not a strictly positive int (HF's
+        checks).
+
     Notes
     -----
     ``epsilon`` is rounded to float32 first, as torch does when it compares float32 probabilities
     with it. Tokens at or above the ``min_tokens_to_keep``-th highest score always survive.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import EpsilonLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> EpsilonLogitsWarper(0.05)(torch.tensor([[0, 1]]), scores)
+    tensor([[-inf, 2., 3., 4.]])
+    >>> EpsilonLogitsWarper(0.9, min_tokens_to_keep=2)(None, scores)
+    tensor([[-inf, -inf, 3., 4.]])
     """
 
     def __init__(self, epsilon: float, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
@@ -338,9 +478,25 @@ class EtaLogitsWarper(_KernelProcessor, _hf.EtaLogitsWarper):
     device : str, default "cpu"
         Where HF keeps its epsilon tensor (kept for signature compatibility).""" + _ALLOW_COPY_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``epsilon`` outside (0, 1) or ``min_tokens_to_keep`` not a strictly positive int (HF's
+        checks).
+
     Notes
     -----
     ``epsilon`` is HF's float32 tensor value; the entropy is summed in float64.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import EtaLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> EtaLogitsWarper(0.1)(torch.tensor([[0, 1]]), scores)  # cutoff min(.1, sqrt(.1) * exp(-H))
+    tensor([[-inf, -inf, 3., 4.]])
+    >>> EtaLogitsWarper(0.01)(None, scores)
+    tensor([[1., 2., 3., 4.]])
     """
 
     def __init__(self, epsilon: float, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1,
@@ -364,11 +520,27 @@ class TopNSigmaLogitsWarper(_KernelProcessor):
         Strictly positive and finite (``ValueError`` otherwise, in HF's style; the functional
         ``fastdecode.top_n_sigma`` reads ``n <= 0`` as "disabled").""" + _FILTER_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``n`` not strictly positive and finite, or ``min_tokens_to_keep`` not a strictly
+        positive int.
+
     Notes
     -----
     Keeps ``z >= max - n * sigma``, ``sigma`` the population standard deviation of the row's finite
     scores, plus the ``min_tokens_to_keep`` highest. Invariant to temperature, so its place in a
     list before or after ``TemperatureLogitsWarper`` does not matter.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import TopNSigmaLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> TopNSigmaLogitsWarper(1.0)(torch.tensor([[0, 1]]), scores)  # sigma = 1.118: keeps z >= 2.88
+    tensor([[-inf, -inf, 3., 4.]])
+    >>> TopNSigmaLogitsWarper(2.0)(None, scores)
+    tensor([[-inf, 2., 3., 4.]])
     """
 
     def __init__(self, n: float, filter_value: float = _NEG_INF, min_tokens_to_keep: int = 1, *,
@@ -404,12 +576,30 @@ class RepetitionPenaltyLogitsProcessor(_KernelProcessor, _hf.RepetitionPenaltyLo
         Leading tokens of the history (per row for a tensor) that are not
         penalised.""" + _ALLOW_COPY_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``penalty`` not a strictly positive float, or ``prompt_ignore_length`` not a
+        non-negative int (HF's checks); when called, a ``prompt_ignore_length`` tensor whose
+        length is not the batch size.
+
     Notes
     -----
     One float32 multiply or divide per penalised token with the penalty rounded to float32, which
     is torch's arithmetic: bit-identical to HF on float32 and on half tensors. History ids
     ``>= V`` are ignored, as in HF. Only 2-D scores (HF's 3-D continuous-batching path is not
     provided).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import RepetitionPenaltyLogitsProcessor
+    >>> scores = torch.tensor([[-1.0, 2.0, 3.0, 4.0]])
+    >>> history = torch.tensor([[0, 2, 2]])  # token 2 twice: penalised once
+    >>> RepetitionPenaltyLogitsProcessor(2.0)(history, scores)
+    tensor([[-2.0000,  2.0000,  1.5000,  4.0000]])
+    >>> RepetitionPenaltyLogitsProcessor(2.0, prompt_ignore_length=1)(history, scores)
+    tensor([[-1.0000,  2.0000,  1.5000,  4.0000]])
     """
 
     def __init__(self, penalty: float, prompt_ignore_length: int | torch.Tensor | None = None, *,
@@ -439,11 +629,27 @@ class NoRepeatNGramLogitsProcessor(_KernelProcessor, _hf.NoRepeatNGramLogitsProc
     ngram_size : int
         Strictly positive.""" + _ALLOW_COPY_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``ngram_size`` is not a strictly positive int (HF's check).
+
     Notes
     -----
     Banned tokens get ``-inf``; nothing is banned while the history is shorter than
     ``ngram_size`` (the scores are returned as they are, as HF returns them). History ids ``>= V``
     take part in the matching but are never banned, as in HF.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import NoRepeatNGramLogitsProcessor
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> history = torch.tensor([[1, 2, 1]])
+    >>> NoRepeatNGramLogitsProcessor(2)(history, scores)  # 2 after 1 would repeat (1, 2)
+    tensor([[1., 2., -inf, 4.]])
+    >>> NoRepeatNGramLogitsProcessor(3)(history, scores)
+    tensor([[1., 2., 3., 4.]])
     """
 
     def __init__(self, ngram_size: int, *, allow_copy: bool = False):
@@ -476,6 +682,12 @@ class SequenceBiasLogitsProcessor(_KernelProcessor, _hf.SequenceBiasLogitsProces
         one-token sequence is always biased; a longer one biases its last token when the history
         ends with the rest of it.""" + _ALLOW_COPY_DOC + """
 
+    Raises
+    ------
+    ValueError
+        A malformed ``sequence_bias`` (HF's checks); when called, a biased id beyond the
+        vocabulary, or a ``+inf``/NaN total bias.
+
     Notes
     -----
     The per-row biases of the biased tokens are accumulated exactly as HF accumulates them (in
@@ -483,6 +695,17 @@ class SequenceBiasLogitsProcessor(_KernelProcessor, _hf.SequenceBiasLogitsProces
     then added by one kernel call: bit-identical to HF on every dtype. A bias of ``+inf`` or NaN
     (also from ``-inf + inf`` of two sequences) raises ``ValueError``: HF would write ``+inf`` or
     NaN scores.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import SequenceBiasLogitsProcessor
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> proc = SequenceBiasLogitsProcessor([[[3], -1.0], [[1, 2], 5.0]])
+    >>> proc(torch.tensor([[0, 1]]), scores)  # the history ends with 1: token 2 completes [1, 2]
+    tensor([[1., 2., 8., 3.]])
+    >>> proc(torch.tensor([[1, 0]]), scores)
+    tensor([[1., 2., 3., 3.]])
     """
 
     def __init__(self, sequence_bias: list[list[list[int] | float]], *, allow_copy: bool = False):
@@ -537,10 +760,26 @@ class NoBadWordsLogitsProcessor(_KernelProcessor, _hf.NoBadWordsLogitsProcessor)
         One-token words equal to an EOS id are dropped, as in transformers 5.23 (longer words
         containing EOS are kept).""" + _ALLOW_COPY_DOC + """
 
+    Raises
+    ------
+    ValueError
+        A malformed ``bad_words_ids`` (HF's checks); when called, an id beyond the vocabulary.
+
     Notes
     -----
     Banned tokens get ``-inf`` (HF adds a ``-inf`` bias). Words are matched in C; history ids
     outside the vocabulary match nothing, as in HF.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import NoBadWordsLogitsProcessor
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> proc = NoBadWordsLogitsProcessor([[3], [0, 1]])
+    >>> proc(torch.tensor([[1, 0]]), scores)  # 3 always; 1 after 0
+    tensor([[1., -inf, 3., -inf]])
+    >>> proc(torch.tensor([[0, 2]]), scores)
+    tensor([[1., 2., 3., -inf]])
     """
 
     def __init__(self, bad_words_ids: list[list[int]],
@@ -575,6 +814,22 @@ class MinLengthLogitsProcessor(_KernelProcessor, _hf.MinLengthLogitsProcessor):
     eos_token_id : int, list of int or tensor
     device : str, default "cpu"
         Kept for signature compatibility.""" + _ALLOW_COPY_DOC + """
+
+    Raises
+    ------
+    ValueError
+        ``min_length`` not a non-negative int, or an invalid ``eos_token_id`` (HF's checks).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import MinLengthLogitsProcessor
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> proc = MinLengthLogitsProcessor(4, eos_token_id=3)
+    >>> proc(torch.tensor([[0, 1, 2]]), scores)
+    tensor([[1., 2., 3., -inf]])
+    >>> proc(torch.tensor([[0, 1, 2, 0]]), scores)
+    tensor([[1., 2., 3., 4.]])
     """
 
     def __init__(self, min_length: int, eos_token_id: int | list[int] | torch.Tensor,
@@ -598,6 +853,23 @@ class MinNewTokensLengthLogitsProcessor(_KernelProcessor, _hf.MinNewTokensLength
         Ids outside the vocabulary are ignored, as HF's ``isin`` ignores them.
     device : str, default "cpu"
         Kept for signature compatibility.""" + _ALLOW_COPY_DOC + """
+
+    Raises
+    ------
+    ValueError
+        ``prompt_length_to_skip`` or ``min_new_tokens`` not a non-negative int, or an invalid
+        ``eos_token_id`` (HF's checks).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import MinNewTokensLengthLogitsProcessor
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> proc = MinNewTokensLengthLogitsProcessor(2, 2, eos_token_id=3)  # a 2-token prompt
+    >>> proc(torch.tensor([[0, 1, 2]]), scores)  # one new token so far
+    tensor([[1., 2., 3., -inf]])
+    >>> proc(torch.tensor([[0, 1, 2, 0]]), scores)
+    tensor([[1., 2., 3., 4.]])
     """
 
     def __init__(self, prompt_length_to_skip: int, min_new_tokens: int,
@@ -620,6 +892,19 @@ class SuppressTokensLogitsProcessor(_KernelProcessor, _hf.SuppressTokensLogitsPr
         Ids outside the vocabulary are ignored, as in HF.
     device : str, default "cpu"
         Kept for signature compatibility.""" + _ALLOW_COPY_DOC + """
+
+    Raises
+    ------
+    TypeError
+        ``suppress_tokens`` is not iterable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import SuppressTokensLogitsProcessor
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> SuppressTokensLogitsProcessor([0, 2, 99])(torch.tensor([[0, 1]]), scores)  # 99: not in V
+    tensor([[-inf, 2., -inf, 4.]])
     """
 
     def __init__(self, suppress_tokens, device: str = "cpu", *, allow_copy: bool = False):
@@ -664,11 +949,32 @@ class XTCLogitsWarper(_KernelProcessor):
     generator : torch.Generator, optional
         Used when ``seed`` is None.""" + _FILTER_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``threshold`` or ``probability`` outside [0, 1], a seed outside [0, 2**64), or
+        ``min_tokens_to_keep`` not a strictly positive int.
+    TypeError
+        A seed that is not an int or a sequence of ints.
+
     Notes
     -----
     Probabilities are ``softmax(scores)`` in float32 (llama.cpp computes them after its
     temperature: put a ``TemperatureLogitsWarper`` before this one to do the same). The coin of a
     row with ``min_tokens_to_keep`` or fewer candidates is still drawn; nothing is removed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import XTCLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> ids = torch.tensor([[0, 1]])
+    >>> XTCLogitsWarper(0.1, 1.0, seed=0)(ids, scores)  # .237 and .644 are top choices: .644 goes
+    tensor([[1., 2., 3., -inf]])
+    >>> XTCLogitsWarper(0.3, 1.0, seed=0)(ids, scores)  # one top choice: nothing to exclude
+    tensor([[1., 2., 3., 4.]])
+    >>> XTCLogitsWarper(0.1, 0.0, seed=0)(ids, scores)  # the coin never comes up
+    tensor([[1., 2., 3., 4.]])
     """
 
     def __init__(self, threshold: float, probability: float, seed: int | None = None,
@@ -721,11 +1027,30 @@ class DRYLogitsProcessor(_KernelProcessor):
         A repeat cannot extend across a breaker (llama.cpp takes strings and tokenizes them: pass
         e.g. ``[tok.encode(s, add_special_tokens=False) for s in ["\\n", ":", '"', "*"]]``).""" + _ALLOW_COPY_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``multiplier`` negative or not finite, ``base`` below 1 or not finite,
+        ``allowed_length`` not a non-negative int, ``penalty_last_n`` not an int >= -1, or a
+        ``sequence_breakers`` entry that is empty or holds a negative id.
+
     Notes
     -----
     The whole ``input_ids`` row is the history (prompt included, as llama.cpp). Ids beyond the
     scores' width (an embedding table larger than the LM head) take part in matching and penalise
     nothing inside the vocabulary.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import DRYLogitsProcessor
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> history = torch.tensor([[0, 1, 2, 0, 1]])  # the end [0, 1] repeats; 2 followed it
+    >>> DRYLogitsProcessor(1.0, base=2.0, allowed_length=1)(history, scores)  # 2 loses 1 * 2 ** (2 - 1)
+    tensor([[1., 2., 1., 4.]])
+    >>> dry = DRYLogitsProcessor(1.0, base=2.0, allowed_length=1, sequence_breakers=[[0]])
+    >>> dry(history, scores)  # the repeat cannot span the breaker 0: [1] alone, 2 loses 2 ** 0
+    tensor([[1., 2., 2., 4.]])
     """
 
     def __init__(self, multiplier: float, base: float = 1.75, allowed_length: int = 2,
@@ -773,6 +1098,15 @@ class AdaptiveTemperatureLogitsWarper(_KernelProcessor):
 
     Parameters
     ----------""" + _ALLOW_COPY_DOC + """
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import AdaptiveTemperatureLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 0.1, 0.2, 0.3]])
+    >>> AdaptiveTemperatureLogitsWarper()(None, scores)  # the flatter row is sharpened more
+    tensor([[1.1824, 2.3648, 3.5472, 4.7296],
+            [0.0000, 0.1744, 0.3489, 0.5233]])
     """
 
     def __init__(self, *, allow_copy: bool = False):
@@ -794,10 +1128,26 @@ class DynamicTemperatureLogitsWarper(_KernelProcessor):
         normalised entropy (low entropy: low temperature).
     exponent : float >= 0, default 1.0""" + _ALLOW_COPY_DOC + """
 
+    Raises
+    ------
+    ValueError
+        ``temperature``, ``delta`` or ``exponent`` negative or not finite.
+
     Notes
     -----
     As :func:`fastdecode.dynamic_temperature`; ``delta = 0`` is plain division by ``T``. A row whose
     temperature is 0 becomes the one-hot of its first maximum, so greedy and sampling both pick it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import DynamicTemperatureLogitsWarper
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 0.1, 0.2, 0.3]])
+    >>> DynamicTemperatureLogitsWarper(1.0, 0.5)(None, scores)  # temperatures 1.18 and 1.50
+    tensor([[0.8449, 1.6899, 2.5348, 3.3798],
+            [0.0000, 0.0669, 0.1337, 0.2006]])
+    >>> DynamicTemperatureLogitsWarper(2.0, 0.0)(None, scores[:1])
+    tensor([[0.5000, 1.0000, 1.5000, 2.0000]])
     """
 
     def __init__(self, temperature: float, delta: float, exponent: float = 1.0, *,
@@ -845,6 +1195,12 @@ class MirostatLogitsProcessor(_KernelProcessor):
     mu : ndarray of float64, shape (B,), or None
         Each row's current budget (None before the first call).
 
+    Raises
+    ------
+    ValueError
+        ``tau``, ``eta``, ``version``, ``m`` or ``temperature`` out of range; when called, an
+        ``input_ids`` batch that differs from the scores'.
+
     Notes
     -----
     Unlike HF's processors this one holds state: one ``mu`` per batch row, for one generation. A
@@ -853,6 +1209,23 @@ class MirostatLogitsProcessor(_KernelProcessor):
     It cannot follow beam search's reordering of rows: use it with ``num_beams=1`` (a list with
     ``num_beams > 1`` raises ``ValueError`` on the first call whose batch is not the previous
     one's). Rows finished by EOS keep being drawn for (HF pads them afterwards).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastdecode.hf import MirostatLogitsProcessor
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> proc = MirostatLogitsProcessor(tau=3.0, seed=0)
+    >>> print(proc.mu)
+    None
+    >>> proc(torch.tensor([[0, 1]]), scores)  # the drawn token keeps its score
+    tensor([[1., -inf, -inf, -inf]])
+    >>> proc.mu  # from 2 * tau = 6, moved by eta * (tau - the drawn token's surprise)
+    array([5.8037])
+    >>> proc(torch.tensor([[0, 1, 0]]), scores)  # the same generation, one token on
+    tensor([[-inf, -inf, -inf, 4.]])
+    >>> proc.reset(); print(proc.mu)
+    None
     """
 
     def __init__(self, tau: float = 5.0, eta: float = 0.1, version: int = 2, m: int = 100,
@@ -911,12 +1284,35 @@ class FastdecodeLogitsProcessor(_KernelProcessor):
         Where the generated part of each history starts (for presence/frequency penalties, which
         count generated tokens only); default: the whole history counts.""" + _ALLOW_COPY_DOC + """
 
+    Raises
+    ------
+    TypeError
+        ``sampler`` is not a :class:`fastdecode.Sampler`.
+
     Notes
     -----
     Computed in float32 (float64 scores stay float64) and rounded once to the scores' dtype.
     In ``generate`` put it in ``logits_processor`` and disable HF's own warpers, which run after
     custom processors: ``do_sample=True, top_k=0`` (HF's default ``top_k`` is 50), and leave
     ``temperature``/``top_p`` etc. at their defaults.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastdecode as fd
+    >>> from fastdecode.hf import FastdecodeLogitsProcessor
+    >>> scores = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # probabilities .032 .087 .237 .644
+    >>> proc = FastdecodeLogitsProcessor(fd.Sampler(temperature=0.5, top_k=2))
+    >>> proc(torch.tensor([[0, 1]]), scores)
+    tensor([[-inf, -inf, 6., 8.]])
+
+    The same as the list of HF-style processors it replaces:
+
+    >>> from transformers import LogitsProcessorList
+    >>> from fastdecode.hf import TemperatureLogitsWarper, TopKLogitsWarper
+    >>> hf = LogitsProcessorList([TemperatureLogitsWarper(0.5), TopKLogitsWarper(2)])
+    >>> torch.equal(hf(torch.tensor([[0, 1]]), scores), proc(torch.tensor([[0, 1]]), scores))
+    True
     """
 
     def __init__(self, sampler: Sampler, *, prompt_lengths: Any = None, allow_copy: bool = False):
@@ -1120,8 +1516,11 @@ def from_generation_config(config: Any, *, as_processors: bool = False,
         ``penalty_alpha``, ``num_beam_groups``, ...) set to a non-default value; for a Sampler
         also ``num_beams > 1``, ``min_length``, ``min_new_tokens``, a multi-token or infinite
         ``sequence_bias`` entry other than a ``-inf`` ban, and a finite ``sequence_bias`` with
-        ``repetition_penalty`` (HF biases before penalising, a Sampler after). Invalid values
-        raise what HF's processors raise.
+        ``repetition_penalty`` (HF biases before penalising, a Sampler after); for a dict, a
+        key that is not a ``GenerationConfig`` field. Invalid values raise what HF's processors
+        raise.
+    TypeError
+        ``config`` is neither a ``GenerationConfig`` nor a mapping.
 
     Notes
     -----
@@ -1131,6 +1530,30 @@ def from_generation_config(config: Any, *, as_processors: bool = False,
     no drop-in processor (it raises with ``as_processors``). HF's ``generate`` gives its repetition
     penalty the left-padding length of each row as ``prompt_ignore_length``; neither the Sampler
     nor the processor list know the attention mask, so left padding is penalised like any token.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from transformers import GenerationConfig
+    >>> from fastdecode.hf import from_generation_config
+    >>> cfg = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.9, repetition_penalty=1.2)
+    >>> s = from_generation_config(cfg)
+    >>> s  # HF's default top_k=50 is part of the config
+    Sampler(temperature=0.7, top_k=50, top_p=0.9, repetition_penalty=1.2)
+    >>> x, history = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32), np.array([[3]])
+    >>> s.final_logits(x, history)  # 4 / 1.2, then / 0.7, then top-p
+    array([[  -inf, 2.8571, 4.2857, 4.7619]], dtype=float32)
+    >>> s(x, history, seed=0)
+    array([3])
+    >>> from_generation_config({"do_sample": False})  # greedy
+    Sampler(temperature=0.0)
+    >>> [type(p).__name__ for p in from_generation_config(cfg, as_processors=True)]
+    ['RepetitionPenaltyLogitsProcessor', 'TemperatureLogitsWarper', 'TopKLogitsWarper', 'TopPLogitsWarper']
+    >>> try:
+    ...     from_generation_config(GenerationConfig(guidance_scale=2.0))
+    ... except ValueError as e:
+    ...     print(e)
+    GenerationConfig.guidance_scale=2.0 has no fastdecode equivalent
     """
     f = _config_fields(config)
     for name, is_default in _UNSUPPORTED.items():
