@@ -164,11 +164,79 @@ def speculative(model: Any, input_ids: torch.Tensor, logits_processor: Any, stop
                 adaptive: bool = False, fd_seed: Any = None, **model_kwargs: Any) -> Any:
     """``custom_generate`` running :func:`fastdecode.speculative_generate` (batched, exact).
 
-    Extra ``generate`` keywords: ``draft`` ("prompt_lookup" (default; HF's
-    ``max_matching_ngram_size`` is honoured), an int k: the model's first k layers, another
-    transformers model with the same vocabulary, or any fastdecode model / drafter),
-    ``num_draft_tokens`` (default: ``prompt_lookup_num_tokens`` or ``num_assistant_tokens`` of
-    the config if set, else 4), ``adaptive`` (HF's heuristic schedule), ``fd_seed``.
+    ``generate`` passes the first five arguments; the others are ``generate`` keywords. Greedy
+    decoding gives HF's greedy tokens exactly, and sampling the distribution of plain sampling
+    (rejection sampling), whatever the draft.
+
+    Parameters
+    ----------
+    model : transformers ``PreTrainedModel``
+        The decoder-only causal LM ``generate`` was called on (wrapped in :class:`HFModel`).
+    input_ids : LongTensor, shape (B, S)
+        The prompts as ``generate`` prepared them (left-padded where ``attention_mask`` says so).
+    logits_processor : LogitsProcessorList
+        What ``generate`` built from the config (and the caller's ``logits_processor=``): only
+        processors the config describes are accepted; the settings are read from the config.
+    stopping_criteria : StoppingCriteriaList
+        Likewise: only ``max_length`` / ``max_new_tokens`` and EOS.
+    generation_config : transformers.GenerationConfig
+        The merged config of the call (sampling settings, lengths, EOS and pad ids, beams).
+    draft : "prompt_lookup", int, transformers model, or fastdecode model / drafter
+        "prompt_lookup" (default): n-grams of the history (HF's ``max_matching_ngram_size``
+        is honoured, default 2); an int k: the model's own first k layers; another
+        transformers model with the same vocabulary; or any fastdecode model or drafter.
+    num_draft_tokens : int, optional
+        Tokens drafted per round; default: the config's ``prompt_lookup_num_tokens`` if set,
+        else 4.
+    adaptive : bool, default False
+        Adapt the number of draft tokens each round with HF's heuristic schedule.
+    fd_seed : int or sequence of B ints, optional
+        Seeds of fastdecode's generator when sampling: an int gives row b ``fd_seed + b``
+        (independent copies for ``num_return_sequences``); default: one drawn from torch's
+        generator, so ``torch.manual_seed`` makes runs repeatable.
+    **model_kwargs
+        ``generate``'s model inputs; ``attention_mask`` gives the left padding, the others are
+        not used.
+
+    Returns
+    -------
+    LongTensor or GenerateDecoderOnlyOutput
+        ``(B', S + new)`` sequences: the prompts as given, the new tokens, then ``pad_token_id``
+        after a row's EOS; a ``GenerateDecoderOnlyOutput`` with only ``sequences`` set when
+        ``return_dict_in_generate=True``.
+
+    Raises
+    ------
+    ValueError
+        A logits processor or stopping criterion the config does not describe (a caller's
+        processor, ``stop_strings``, ``max_time``), non-2-D ``input_ids``, or a config field
+        with no fastdecode equivalent (see :func:`from_generation_config`);
+        ``num_beams > 1``.
+    TypeError
+        ``draft`` is a bool.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> _ = torch.manual_seed(0)
+    >>> cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+    ...                   num_attention_heads=2, num_key_value_heads=1)
+    >>> net = LlamaForCausalLM(cfg).eval()  # a tiny random Llama
+    >>> ids = torch.tensor([[5, 6, 7, 8, 5, 6]])
+    >>> kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    >>> from fastdecode.hf import speculative
+    >>> net.generate(ids, **kw)
+    tensor([[ 5,  6,  7,  8,  5,  6, 23, 11, 12, 20, 30, 13]])
+    >>> net.generate(ids, custom_generate=speculative, **kw)  # prompt lookup drafts
+    tensor([[ 5,  6,  7,  8,  5,  6, 23, 11, 12, 20, 30, 13]])
+    >>> net.generate(ids, custom_generate=speculative, draft=1, num_draft_tokens=3, **kw)
+    tensor([[ 5,  6,  7,  8,  5,  6, 23, 11, 12, 20, 30, 13]])
+    >>> try:
+    ...     net.generate(ids, custom_generate=speculative, num_beams=2, **kw)
+    ... except ValueError as e:
+    ...     print(e)
+    custom_generate=speculative: num_beams > 1 is not supported
     """
     a = _loop_args(model, input_ids, generation_config, model_kwargs, logits_processor, stopping_criteria)
     if generation_config.num_beams not in (None, 1):
@@ -192,12 +260,82 @@ def contrastive(model: Any, input_ids: torch.Tensor, logits_processor: Any, stop
                 fd_seed: Any = None, **model_kwargs: Any) -> Any:
     """``custom_generate`` running :func:`fastdecode.contrastive_generate`.
 
-    Extra ``generate`` keywords: ``amateur`` (an int k: the model's first k layers, DoLa-style; a
-    transformers model with the same vocabulary; any fastdecode model; None: the model itself,
-    which needs ``amateur_context``), ``alpha``, ``amateur_temperature``, ``beta``,
-    ``amateur_context``, ``fd_seed``. ``num_beams > 1`` in the config runs beam search over the
-    summed contrastive score (with the config's ``length_penalty``, ``early_stopping``,
-    ``num_return_sequences``); ``do_sample`` samples from the score with the config's sampler.
+    ``generate`` passes the first five arguments; the others are ``generate`` keywords.
+    ``num_beams > 1`` in the config runs beam search over the summed contrastive score (with the
+    config's ``length_penalty``, ``early_stopping``, ``num_return_sequences``); ``do_sample``
+    samples from the score with the config's sampler. The other keywords are those of
+    :func:`fastdecode.contrastive_generate`, which has the details.
+
+    Parameters
+    ----------
+    model : transformers ``PreTrainedModel``
+        The decoder-only causal LM ``generate`` was called on (wrapped in :class:`HFModel`).
+    input_ids : LongTensor, shape (B, S)
+        The prompts as ``generate`` prepared them (left-padded where ``attention_mask`` says so).
+    logits_processor : LogitsProcessorList
+        What ``generate`` built from the config (and the caller's ``logits_processor=``): only
+        processors the config describes are accepted; the settings are read from the config.
+    stopping_criteria : StoppingCriteriaList
+        Likewise: only ``max_length`` / ``max_new_tokens`` and EOS.
+    generation_config : transformers.GenerationConfig
+        The merged config of the call (sampling settings, lengths, EOS and pad ids, beams).
+    amateur : int, transformers model, fastdecode model, or None
+        An int k: the model's first k layers (DoLa-style); a transformers model with the same
+        vocabulary; any fastdecode model; None (default): the model itself on a short context,
+        which needs ``amateur_context``.
+    alpha : float or array of B floats, default 0.1
+        The plausibility head: only tokens with ``p >= alpha * max p`` under the model compete.
+    amateur_temperature : float > 0, default 1.0
+        The amateur's logits are divided by it.
+    beta : float >= 0, optional
+        None (default): the score is ``log p_exp - log p_ama``; a number: ``(1 + beta) z_exp -
+        beta z_ama``.
+    amateur_context : int, optional
+        The amateur sees only the last ``amateur_context`` tokens.
+    fd_seed : int or sequence of B ints, optional
+        Seeds of fastdecode's generator when sampling: an int gives row b ``fd_seed + b``
+        (independent copies for ``num_return_sequences``); default: one drawn from torch's
+        generator, so ``torch.manual_seed`` makes runs repeatable.
+    **model_kwargs
+        ``generate``'s model inputs; ``attention_mask`` gives the left padding, the others are
+        not used.
+
+    Returns
+    -------
+    LongTensor or GenerateDecoderOnlyOutput
+        ``(B', S + new)`` sequences: the prompts as given, the new tokens, then ``pad_token_id``
+        after a row's EOS; a ``GenerateDecoderOnlyOutput`` with only ``sequences`` set when
+        ``return_dict_in_generate=True``.
+
+    Raises
+    ------
+    ValueError
+        A logits processor or stopping criterion the config does not describe (a caller's
+        processor, ``stop_strings``, ``max_time``), non-2-D ``input_ids``, or a config field
+        with no fastdecode equivalent (see :func:`from_generation_config`);
+        ``min_new_tokens`` with ``num_beams > 1``; invalid contrastive settings (as
+        :func:`fastdecode.contrastive_generate` raises).
+    TypeError
+        ``amateur`` is a bool.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> _ = torch.manual_seed(0)
+    >>> cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+    ...                   num_attention_heads=2, num_key_value_heads=1)
+    >>> net = LlamaForCausalLM(cfg).eval()  # a tiny random Llama
+    >>> ids = torch.tensor([[5, 6, 7, 8, 5, 6]])
+    >>> kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    >>> import fastdecode as fd
+    >>> from fastdecode.hf import HFModel, contrastive
+    >>> net.generate(ids, custom_generate=contrastive, amateur=1, alpha=0.1, **kw)
+    tensor([[ 5,  6,  7,  8,  5,  6, 21, 12, 12, 12, 12, 12]])
+    >>> r = fd.contrastive_generate(HFModel(net), HFModel(net, num_layers=1), ids.numpy(),
+    ...                             alpha=0.1, max_new_tokens=6)  # the same, called directly
+    >>> r.sequences
+    array([[ 5,  6,  7,  8,  5,  6, 21, 12, 12, 12, 12, 12]])
     """
     gc = generation_config
     a = _loop_args(model, input_ids, gc, model_kwargs, logits_processor, stopping_criteria)
@@ -223,10 +361,79 @@ def contrastive(model: Any, input_ids: torch.Tensor, logits_processor: Any, stop
 
 def fastdecode_generate(model: Any, input_ids: torch.Tensor, logits_processor: Any, stopping_criteria: Any,
                         generation_config: Any, fd_seed: Any = None, **model_kwargs: Any) -> Any:
-    """``custom_generate`` running fastdecode's own loops: :func:`fastdecode.generate` (greedy or
-    sampled with the config's sampler, one fused C call per step) or, with ``num_beams > 1``,
-    :func:`fastdecode.beam_search` (HF's beam search semantics). Extra keyword: ``fd_seed`` (an
-    int: row b uses ``fd_seed + b``; or one seed per row)."""
+    """``custom_generate`` running fastdecode's own loops on the model's KV cache.
+
+    :func:`fastdecode.generate` (greedy or sampled with the config's sampler, one fused C call
+    per step) or, with ``num_beams > 1``, :func:`fastdecode.beam_search` (HF's beam search
+    semantics, the same tokens). ``generate`` passes the first five arguments.
+
+    Parameters
+    ----------
+    model : transformers ``PreTrainedModel``
+        The decoder-only causal LM ``generate`` was called on (wrapped in :class:`HFModel`).
+    input_ids : LongTensor, shape (B, S)
+        The prompts as ``generate`` prepared them (left-padded where ``attention_mask`` says so).
+    logits_processor : LogitsProcessorList
+        What ``generate`` built from the config (and the caller's ``logits_processor=``): only
+        processors the config describes are accepted; the settings are read from the config.
+    stopping_criteria : StoppingCriteriaList
+        Likewise: only ``max_length`` / ``max_new_tokens`` and EOS.
+    generation_config : transformers.GenerationConfig
+        The merged config of the call (sampling settings, lengths, EOS and pad ids, beams).
+    fd_seed : int or sequence of B ints, optional
+        Seeds of fastdecode's generator when sampling: an int gives row b ``fd_seed + b``
+        (independent copies for ``num_return_sequences``); default: one drawn from torch's
+        generator, so ``torch.manual_seed`` makes runs repeatable.
+    **model_kwargs
+        ``generate``'s model inputs; ``attention_mask`` gives the left padding, the others are
+        not used.
+
+    Returns
+    -------
+    LongTensor or GenerateDecoderOnlyOutput
+        ``(B', S + new)`` sequences: the prompts as given, the new tokens, then ``pad_token_id``
+        after a row's EOS; a ``GenerateDecoderOnlyOutput`` with only ``sequences`` set when
+        ``return_dict_in_generate=True``.
+
+    Raises
+    ------
+    ValueError
+        A logits processor or stopping criterion the config does not describe (a caller's
+        processor, ``stop_strings``, ``max_time``), non-2-D ``input_ids``, or a config field
+        with no fastdecode equivalent (see :func:`from_generation_config`);
+        beam sampling (``num_beams > 1`` with ``do_sample``), or ``min_new_tokens`` with
+        ``num_beams > 1``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> _ = torch.manual_seed(0)
+    >>> cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+    ...                   num_attention_heads=2, num_key_value_heads=1)
+    >>> net = LlamaForCausalLM(cfg).eval()  # a tiny random Llama
+    >>> ids = torch.tensor([[5, 6, 7, 8, 5, 6]])
+    >>> kw = dict(max_new_tokens=6, do_sample=False, pad_token_id=0)
+    >>> from fastdecode.hf import HFModel, fastdecode_generate
+    >>> net.generate(ids, custom_generate=fastdecode_generate, **kw)  # = net.generate(ids, **kw)
+    tensor([[ 5,  6,  7,  8,  5,  6, 23, 11, 12, 20, 30, 13]])
+    >>> net.generate(ids, num_beams=2, **kw)
+    tensor([[ 5,  6,  7,  8,  5,  6, 23, 11,  0, 30, 13, 13]])
+    >>> net.generate(ids, custom_generate=fastdecode_generate, num_beams=2, **kw)
+    tensor([[ 5,  6,  7,  8,  5,  6, 23, 11,  0, 30, 13, 13]])
+
+    Sampling draws from fastdecode's seeded generator: the tokens of ``fastdecode.generate``
+    with the config's sampler and the same seed.
+
+    >>> import fastdecode as fd
+    >>> sk = dict(max_new_tokens=6, do_sample=True, top_k=10, pad_token_id=0)
+    >>> net.generate(ids, custom_generate=fastdecode_generate, fd_seed=1, **sk)
+    tensor([[ 5,  6,  7,  8,  5,  6, 17, 13, 26,  9,  3, 25]])
+    >>> r = fd.generate(HFModel(net), ids.numpy(), sampler=fd.Sampler(top_k=10), seed=1,
+    ...                 max_new_tokens=6)
+    >>> r.sequences
+    array([[ 5,  6,  7,  8,  5,  6, 17, 13, 26,  9,  3, 25]])
+    """
     gc = generation_config
     nb = int(gc.num_beams or 1)
     a = _loop_args(model, input_ids, gc, model_kwargs, logits_processor, stopping_criteria, need_sampler=nb == 1)
