@@ -79,6 +79,7 @@ class _Loaded:
     eos_token_id: int
     depth: int  # what --draft N / --amateur-layers N count: layers (SmolLM2) or n-gram order (char)
     unit: str
+    unit1: str  # as in "a 4-layer amateur", "a 3-gram draft"
     default_draft_depth: int
     default_amateur_depth: int
     has_chat: bool
@@ -106,7 +107,7 @@ class _Loaded:
 class _SmolLM2(_Loaded):
     name = "smollm2"
     title = "SmolLM2-135M-Instruct (float32, CPU)"
-    unit = "layers"
+    unit, unit1 = "layers", "layer"
     default_draft_depth = 24
     default_amateur_depth = 4
     has_chat = True
@@ -144,7 +145,7 @@ class _SmolLM2(_Loaded):
 class _Char(_Loaded):
     name = "char"
     title = "the built-in character 5-gram model (fastdecode.models.char_model)"
-    unit = "n-gram orders"
+    unit, unit1 = "n-gram orders", "gram"
     default_draft_depth = 3
     default_amateur_depth = 2
     has_chat = False
@@ -518,8 +519,13 @@ _COMPARE = [
     ("beam", "beam search, 4 beams", "beam", dict(num_beams=4)),
     ("contrastive", "contrastive a=0.1", "contrastive", dict(alpha=0.1, amateur_layers=None)),
     ("speculative-lookup", "speculative, prompt lookup", "speculative", dict(draft="prompt_lookup", num_draft_tokens=4)),
-    ("speculative-early-exit", "speculative, early exit", "speculative", dict(draft=None, num_draft_tokens=4)),
+    ("speculative-early-exit", "speculative", "speculative", dict(draft=None, num_draft_tokens=4)),
 ]
+
+
+# the fields of a result in --json (None where a field does not apply)
+_JSON_KEYS = ("key", "label", "strategy", "settings", "text", "new_tokens", "seconds", "tokens_per_s",
+              "speedup_vs_greedy", "finish_reason", "seed", "acceptance_rate", "target_calls", "equal_to_greedy")
 
 
 def _options(**kw: Any) -> argparse.Namespace:
@@ -580,10 +586,10 @@ def _compare(ap: argparse.ArgumentParser, o: argparse.Namespace, out: TextIO, er
         kw = dict(kw)
         if strategy == "contrastive" and kw["amateur_layers"] is None:
             kw["amateur_layers"] = lm.default_amateur_depth
-            label += f", amateur {lm.default_amateur_depth} {lm.unit}"
+            label += f", {lm.default_amateur_depth}-{lm.unit1} amateur"
         if key == "speculative-early-exit":
             kw["draft"] = lm.default_draft_depth
-            label += f" {lm.default_draft_depth} {lm.unit}"
+            label += f", {lm.default_draft_depth}-{lm.unit1} draft"
         if strategy in ("sample", "mirostat", "entropix"):
             kw["seed"] = o.seed
         if not o.json:
@@ -602,25 +608,22 @@ def _compare(ap: argparse.ArgumentParser, o: argparse.Namespace, out: TextIO, er
         doc = {"model": lm.title, "prompt": _read_prompt(o.prompt) if o.prompt != "-" else None,
                "chat": chat, "prompt_tokens": int(ids.size), "max_new_tokens": o.max_new_tokens,
                "threads": fd.get_num_threads(), "seed": o.seed,
-               "results": [{k: r.get(k) for k in ("key", "label", "strategy", "settings", "text", "new_tokens",
-                                                  "seconds", "tokens_per_s", "speedup_vs_greedy",
-                                                  "finish_reason", "seed", "acceptance_rate", "target_calls",
-                                                  "equal_to_greedy") if k in r or k == "speedup_vs_greedy"}
-                           for r in records]}
+               "results": [{k: r.get(k) for k in _JSON_KEYS} for r in records]}
         for r in doc["results"]:
             if r.get("acceptance_rate") is not None and math.isnan(r["acceptance_rate"]):
                 r["acceptance_rate"] = None  # nothing was drafted; JSON has no NaN
         out.write(json.dumps(doc, indent=1) + "\n")
         return 0
     width = o.width or shutil.get_terminal_size((100, 24)).columns
-    out.write(f"{lm.title}; prompt {ids.size} tokens{' (chat template)' if chat else ''}; up to "
-              f"{o.max_new_tokens} new tokens; seed {o.seed}; {fd.get_num_threads()} fastdecode threads\n")
+    out.write(textwrap.fill(f"{lm.title}; prompt {ids.size} tokens{' (chat template)' if chat else ''}; up to "
+                            f"{o.max_new_tokens} new tokens; seed {o.seed}; {fd.get_num_threads()} fastdecode "
+                            "threads", width) + "\n")
     out.write(format_table(records, width, o.lines) + "\n")
     for r in records:
         if r["strategy"] == "speculative" and r.get("equal_to_greedy") is False:
             out.write(f"note: {r['label']} differs from greedy (a lossless method should not)\n")
-    out.write("tok/s: new tokens / wall time of the call (prefill included); vs greedy: tok/s over greedy's; "
-              "accept: drafts accepted / drafted\n")
+    out.write(textwrap.fill("tok/s: new tokens / wall time of the call (prefill included); vs greedy: tok/s "
+                            "over greedy's; accept: drafts accepted / drafted", width) + "\n")
     return 0
 
 
