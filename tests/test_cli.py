@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,12 @@ def test_beam_prints_the_best_hypothesis_at_the_end(capsys, m):
     r = fd.beam_search(m, [m.encode(PROMPT)], num_beams=3, max_new_tokens=30, eos_token_id=m.eos_token_id)
     assert out == m.decode(r.new_tokens(0)) + "\n"
     assert "beam search (3 beams) cannot stream" in err
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, out, _ = run(capsys, *char_args("beam", 30, "--repetition-penalty", "1.3"))
+    r = fd.beam_search(m, [m.encode(PROMPT)], num_beams=4, max_new_tokens=30, eos_token_id=m.eos_token_id,
+                       sampler=fd.Sampler(repetition_penalty=1.3))
+    assert out == m.decode(r.new_tokens(0)) + "\n"
 
 
 def test_contrastive_equals_contrastive_generate(capsys, m):
@@ -415,11 +422,11 @@ def test_smollm2_greedy_equals_hf_generate(capsys, smollm2):
 
     model, tok = smollm2
     q = "What is the capital of France?"
-    code, out, err = run(capsys, "generate", q, "--max-new-tokens", "20")
+    code, out, err = run(capsys, "generate", q, "--max-new-tokens", "12")
     assert code == 0 and "model: smollm2]" in err
     x = torch.tensor([chat_ids(tok, q)])
     with torch.no_grad():
-        ref = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=20,
+        ref = model.generate(x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=12,
                              eos_token_id=tok.eos_token_id, pad_token_id=2)
     assert out == tok.decode(ref[0, x.shape[1]:], skip_special_tokens=True) + "\n"
     assert "Paris" in out
@@ -428,7 +435,7 @@ def test_smollm2_greedy_equals_hf_generate(capsys, smollm2):
 @pytest.mark.smollm2
 def test_smollm2_compare_speculative_equals_greedy(capsys, smollm2):
     code, out, _ = run(capsys, "compare", "Repeat exactly: the quick brown fox jumps over the lazy dog.",
-                       "--max-new-tokens", "16", "--strategies", "greedy,speculative-lookup", "--json")
+                       "--max-new-tokens", "12", "--strategies", "greedy,speculative-lookup", "--json")
     assert code == 0
     doc = json.loads(out)
     assert doc["model"] == "SmolLM2-135M-Instruct (float32, CPU)" and doc["chat"] is True

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -269,7 +271,8 @@ def run_strategy(lm: _Loaded, ids: np.ndarray, strategy: str, o: argparse.Namesp
                 emit(ev.text)
         r = st.result
     elif strategy == "beam":
-        smp = _sampler(o, 0.0)
+        # beam search reads a sampler's penalties only (its temperature and filters would warn)
+        smp = None if o.repetition_penalty is None else fd.Sampler(repetition_penalty=o.repetition_penalty)
         rec["settings"] = {"num_beams": o.num_beams, "sampler": repr(smp)}
         r = fd.beam_search(model, [ids], num_beams=o.num_beams, max_new_tokens=n, eos_token_id=eos,
                            sampler=smp)
@@ -450,9 +453,10 @@ def _check_strategy_options(ap: argparse.ArgumentParser, o: argparse.Namespace) 
 
 
 def _prepare(ap: argparse.ArgumentParser, o: argparse.Namespace, err: TextIO) -> tuple[_Loaded, np.ndarray, bool]:
+    """Load the model and tokenize the prompt (read from stdin for '-'; kept in ``o.prompt_text``)."""
     if o.model == "char" and o.chat:
         ap.error("argument --chat: the char model has no chat template")
-    text = _read_prompt(o.prompt)
+    text = o.prompt_text = _read_prompt(o.prompt)
     if not text.strip():
         ap.error("argument prompt: the prompt is empty")
     lm = load_model(o.model, err)
@@ -605,7 +609,7 @@ def _compare(ap: argparse.ArgumentParser, o: argparse.Namespace, out: TextIO, er
     for rec in records:
         rec["speedup_vs_greedy"] = rec["tokens_per_s"] / greedy_rate if greedy_rate else None
     if o.json:
-        doc = {"model": lm.title, "prompt": _read_prompt(o.prompt) if o.prompt != "-" else None,
+        doc = {"model": lm.title, "prompt": o.prompt_text,
                "chat": chat, "prompt_tokens": int(ids.size), "max_new_tokens": o.max_new_tokens,
                "threads": fd.get_num_threads(), "seed": o.seed,
                "results": [{k: r.get(k) for k in _JSON_KEYS} for r in records]}
@@ -759,4 +763,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compare(sp, o, out, err)
     except CLIError as e:
         print(f"fastdecode: error: {e}", file=err)
+        return 1
+    except BrokenPipeError:
+        # the reader went away (fastdecode ... | head): stop quietly, as other command-line tools do,
+        # and keep the interpreter's final flush from raising again
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
         return 1
