@@ -388,7 +388,8 @@ def _add_model_options(p: argparse.ArgumentParser, max_new: int) -> None:
     g.add_argument("--max-new-tokens", type=_number(int, 1, what=">= 1"), default=max_new, metavar="N",
                    help=f"new tokens at most (default {max_new})")
     g.add_argument("--threads", type=_number(int, 1, what=">= 1"), default=None, metavar="N",
-                   help="threads of fastdecode's kernels and of torch (default: as they are)")
+                   help="threads of fastdecode's kernels and of torch (default: as they are; on a machine whose cores are "
+                        "busy, 1 avoids torch's threads waiting on each other)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -449,8 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="run every strategy on one prompt and print a table",
         description="Run every decoding strategy on PROMPT with the same model and print one row each: the "
                     "text (wrapped to the terminal), new tokens, tokens/s, the speed relative to greedy and "
-                    "speculative decoding's acceptance rate, all measured in this run (one untimed warm-up "
-                    "first). Sampled strategies use --seed.",
+                    "speculative decoding's acceptance rate, all measured in this run (after one untimed "
+                    "greedy run). Sampled strategies use --seed.",
     )
     c.add_argument("prompt", help="the prompt ('-' reads it from stdin)")
     _add_model_options(c, 48)
@@ -624,8 +625,10 @@ def _compare(ap: argparse.ArgumentParser, o: argparse.Namespace, out: TextIO, er
     else:
         chosen = keys
     lm, ids, chat = _prepare(ap, o, err)
-    # one untimed step first: the first forward of a torch model pays for its lazy set-up
-    run_strategy(lm, ids, "greedy", _options(max_new_tokens=2))
+    # one untimed greedy run first: a torch model's first forwards at each new length pay for lazy
+    # set-up (measured: greedy timed first was ~20% slower than when timed again), which would favour
+    # every strategy over the greedy baseline
+    run_strategy(lm, ids, "greedy", _options(max_new_tokens=o.max_new_tokens))
     records = []
     greedy_rate = None
     greedy_tokens = None
