@@ -2,6 +2,7 @@
 
     python -m benchmarks [--quick] [--cases SUBSTR,...] [--json FILE]    (from the repository root)
     python benchmarks/run.py ...                                          (the same)
+    fastdecode bench ...                                                  (installed: fastdecode.benchmarks)
 
 For every case (a kernel on B rows of V logits of one dtype and shape of distribution, with 1 or 2
 threads) it prints the median time of one fastdecode call, the multiple of that case's floor, and
@@ -46,21 +47,28 @@ from typing import Any, Callable
 
 import numpy as np
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:  # python benchmarks/run.py
-    sys.path.insert(0, str(_ROOT))
-try:
-    import fastdecode as fd
-except ImportError:  # a source checkout with the extension built in place
-    sys.path.insert(0, str(_ROOT / "python"))
+if __package__ in (None, "", "benchmarks"):  # a source checkout, not the installed fastdecode.benchmarks
+    _ROOT = Path(__file__).resolve().parents[1]
+    if str(_ROOT) not in sys.path:  # python benchmarks/run.py
+        sys.path.insert(0, str(_ROOT))
+    try:
+        import fastdecode as fd
+    except ImportError:  # a source checkout with the extension built in place
+        sys.path.insert(0, str(_ROOT / "python"))
+        import fastdecode as fd
+else:
     import fastdecode as fd
 
 from fastdecode import _kernels as _k
 from fastdecode import _reference as ref
 from fastdecode._array import as_logits
 
-from benchmarks import peers
-from benchmarks.loop_overhead import Replay, numpy_loop
+if __package__:  # python -m benchmarks, or the installed fastdecode.benchmarks
+    from . import peers
+    from .loop_overhead import Replay, numpy_loop
+else:  # python benchmarks/run.py: a script has no package to be relative to
+    from benchmarks import peers
+    from benchmarks.loop_overhead import Replay, numpy_loop
 
 PEERS = ("numpy", "torch", "llama")
 FLOOR_KIND = {"read": 0, "exp_sum": 1}
@@ -688,8 +696,11 @@ def targets(env: Env, results: list[dict]) -> list[dict]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks",
+         progress: Callable[[int, int, str | None], None] | None = None) -> int:
+    """Run the suite; ``progress(done, total, label)`` is called before each case (with its label)
+    and after it (label None), before its row is printed (``fastdecode bench`` draws a bar)."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="CI-sized: V = 4096, B = 1 and 4, short time budgets")
@@ -741,8 +752,12 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     threads0 = fd.get_num_threads()
     try:
-        for c in cases:
+        for i, c in enumerate(cases):
+            if progress is not None:
+                progress(i, len(cases), f"{c.label} {c.shape()}")
             r = run_case(env, c)
+            if progress is not None:
+                progress(i + 1, len(cases), None)
             results.append(r)
             print(row_text(r), flush=True)
     finally:
