@@ -985,9 +985,10 @@ class XTCLogitsWarper(_KernelProcessor):
             raise ValueError(f"`threshold` has to be a float in [0, 1], but is {threshold}")
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"`probability` has to be a float in [0, 1], but is {probability}")
-        if seed is not None:  # the seed's own checks (type, range) now rather than mid-generate
-            ops._seeds(np.asarray(seed) if isinstance(seed, (list, tuple)) else seed,
-                       1 if np.ndim(seed) == 0 else len(seed))
+        # a list of per-row seeds as an array, once; its checks (type, range) now, not mid-generate
+        self._seed = np.asarray(seed) if isinstance(seed, (list, tuple)) else seed
+        if seed is not None:
+            ops._seeds(self._seed, 1 if np.ndim(seed) == 0 else len(seed))
         if not isinstance(min_tokens_to_keep, int) or min_tokens_to_keep < 1:
             raise ValueError(
                 f"`min_tokens_to_keep` has to be a positive integer, but is {min_tokens_to_keep}")
@@ -1002,8 +1003,7 @@ class XTCLogitsWarper(_KernelProcessor):
             return ops.xtc(scores, self.probability, self.threshold,
                            uniforms=_torch_uniforms(B, self.generator),
                            min_tokens_to_keep=self.min_tokens_to_keep, filter_value=self.filter_value)
-        seed = np.asarray(self.seed) if isinstance(self.seed, (list, tuple)) else self.seed
-        return ops.xtc(scores, self.probability, self.threshold, seed=seed,
+        return ops.xtc(scores, self.probability, self.threshold, seed=self._seed,
                        position=_ids(input_ids).shape[1], min_tokens_to_keep=self.min_tokens_to_keep,
                        filter_value=self.filter_value)
 
